@@ -1,0 +1,1 @@
+"""alter-mcp: an MCP server whose embedded vault calls APIs for agents without showing them a credential."""
