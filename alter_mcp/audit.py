@@ -1,0 +1,167 @@
+"""The tamper-evident audit log: every action, allowed or denied, is one hash-chained event.
+
+Each event's hash covers its canonical JSON and the previous event's hash, so an edited, deleted
+or reordered row breaks the chain at a point :func:`verify_chain` reports. Every field passes
+through :mod:`alter_mcp.redaction` before it is sealed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from alter_mcp.errors import AlterError, AuditWriteError
+from alter_mcp.models import AuditEvent, Identity, Outcome
+from alter_mcp.redaction import Secret, redact, redact_text, redact_url
+from alter_mcp.store.base import AuditFilter, AuditSealer, Store
+
+__all__ = ["AuditEntry", "AuditLog", "ChainReport", "event_hash", "verify_chain"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def event_hash(prev_hash: str, payload: dict[str, Any]) -> str:
+    """Return the SHA-256 chaining ``prev_hash`` to an event's canonical JSON."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def _payload(event: AuditEvent) -> dict[str, Any]:
+    return event.model_dump(mode="json", exclude={"hash"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """The facts of one action, before redaction and sealing."""
+
+    action: str
+    outcome: Outcome
+    identity: Identity | None = None
+    grant_id: str | None = None
+    provider_id: str | None = None
+    method: str | None = None
+    url: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    policy_rule: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    tool: str | None = None
+    request_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, action: str, exc: BaseException, **facts: Any) -> AuditEntry:
+        """Return the entry of an action that ended in ``exc`` (denied if a user error)."""
+        outcome = Outcome.DENIED if isinstance(exc, AlterError) else Outcome.ERROR
+        code = exc.code if isinstance(exc, AlterError) else type(exc).__name__
+        rule = getattr(exc, "rule", None)
+        return cls(action=action, outcome=outcome, error=code, policy_rule=rule, **facts)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The result of walking the hash chain."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+class AuditLog:
+    """Seals entries into chained events and writes them through the store."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _now) -> None:
+        self._store = store
+        self._clock = clock
+
+    def sealer(self, entry: AuditEntry, secrets: Iterable[str | Secret] = ()) -> AuditSealer:
+        """Return the function the store calls to build the event at the chain's head."""
+        known = list(secrets)
+        ident = entry.identity
+        moment = self._clock().astimezone(UTC)
+        # Millisecond precision survives every backend's timestamp type unchanged.
+        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        fields: dict[str, Any] = {
+            "time": moment,
+            "action": entry.action,
+            "outcome": entry.outcome,
+            "caller": ident.caller if ident else None,
+            "caller_type": ident.caller_type.value if ident else None,
+            "mcp_client": ident.mcp_client if ident else None,
+            "principal": ident.principal.key if ident else None,
+            "tool": entry.tool,
+            "request_id": entry.request_id,
+            "grant_id": entry.grant_id,
+            "provider_id": entry.provider_id,
+            "method": entry.method,
+            "url": redact_url(entry.url, known) if entry.url else None,
+            "status": entry.status,
+            "latency_ms": round(entry.latency_ms, 3) if entry.latency_ms is not None else None,
+            "policy_rule": entry.policy_rule,
+            "reason": redact_text(entry.reason, known) if entry.reason else None,
+            "error": redact_text(entry.error, known) if entry.error else None,
+            "detail": redact(entry.detail, known),
+        }
+
+        def seal(seq: int, prev_hash: str) -> AuditEvent:
+            draft = AuditEvent(seq=seq, prev_hash=prev_hash, hash="", **fields)
+            return draft.model_copy(update={"hash": event_hash(prev_hash, _payload(draft))})
+
+        return seal
+
+    async def record(
+        self, entry: AuditEntry, secrets: Iterable[str | Secret] = ()
+    ) -> AuditEvent:
+        """Write one event now; raise ``AuditWriteError`` if it cannot be written."""
+        try:
+            return await self._store.append_audit(self.sealer(entry, secrets))
+        except Exception as exc:
+            raise AuditWriteError(
+                "The audit event could not be written, so the action was not completed.",
+                hint="Check the database (disk space, permissions) and retry.",
+            ) from exc
+
+    async def events(self, flt: AuditFilter) -> list[AuditEvent]:
+        """Return events matching the filter."""
+        return await self._store.list_audit(flt)
+
+    async def verify(self, *, batch: int = 5000) -> ChainReport:
+        """Walk the whole chain from the start and report the first broken link."""
+        after, prev, checked = 0, None, 0
+        while True:
+            events = await self._store.list_audit(AuditFilter(after_seq=after, limit=batch))
+            if not events:
+                return ChainReport(ok=True, checked=checked)
+            report = verify_chain(events, prev_hash=prev, expected_seq=after + 1 if after else None)
+            if not report.ok:
+                return ChainReport(False, checked + report.checked, report.first_bad_seq,
+                                   report.problem)
+            checked += report.checked
+            after, prev = events[-1].seq, events[-1].hash
+
+
+def verify_chain(
+    events: Sequence[AuditEvent], *, prev_hash: str | None = None, expected_seq: int | None = None
+) -> ChainReport:
+    """Check links, hashes and sequence numbers of consecutive events."""
+    for index, event in enumerate(events):
+        if expected_seq is not None and event.seq != expected_seq:
+            return ChainReport(False, index, event.seq,
+                               f"expected seq {expected_seq}, found {event.seq}: rows missing "
+                               "or reordered")
+        if prev_hash is not None and event.prev_hash != prev_hash:
+            return ChainReport(False, index, event.seq,
+                               f"event {event.seq} does not link to the event before it")
+        if event_hash(event.prev_hash, _payload(event)) != event.hash:
+            return ChainReport(False, index, event.seq,
+                               f"event {event.seq} was modified after it was written")
+        prev_hash, expected_seq = event.hash, event.seq + 1
+    return ChainReport(True, len(events))

@@ -1,0 +1,245 @@
+"""Configuration: environment variables (``ALTER_MCP_*``) over an optional TOML file.
+
+The TOML file is named by ``ALTER_MCP_CONFIG``. Its top-level keys are the settings below in
+lowercase; ``[providers.<id>]`` tables hold each provider's OAuth client, and ``[catalog.<id>]``
+tables add providers to the catalogue or override fields of shipped ones::
+
+    database_url = "sqlite:////var/lib/alter-mcp/vault.db"
+
+    [providers.github]
+    client_id = "Iv1.0123"
+    client_secret_env = "GITHUB_CLIENT_SECRET"   # or client_secret = "…"
+    scopes = ["read:user", "repo"]
+
+Invalid configuration raises :class:`ConfigurationError` naming the setting and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from alter_mcp.errors import ConfigurationError
+
+__all__ = ["ProviderConfig", "Settings", "load_settings"]
+
+ENV_PREFIX = "ALTER_MCP_"
+
+
+class ProviderConfig(BaseModel):
+    """This deployment's OAuth client for one provider."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    client_secret_env: str | None = None
+    scopes: tuple[str, ...] | None = None
+    redirect_uri: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> ProviderConfig:
+        if self.client_secret is not None and self.client_secret_env is not None:
+            raise ValueError("give client_secret or client_secret_env, not both")
+        return self
+
+    def secret(self, environ: Mapping[str, str]) -> SecretStr | None:
+        """Return the client secret, reading the named environment variable if configured."""
+        if self.client_secret_env is None:
+            return self.client_secret
+        value = environ.get(self.client_secret_env)
+        return SecretStr(value) if value else None
+
+
+class Settings(BaseSettings):
+    """Every setting of alter-mcp, read from ``ALTER_MCP_*`` variables and the config file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    config: Path | None = None
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("alter-mcp")))
+    database_url: str | None = None
+    master_key: SecretStr | None = None
+    previous_keys: SecretStr | None = None
+    key_file: Path | None = None
+    public_url: str | None = None
+    idp_issuer: str | None = None
+    idp_jwks_uri: str | None = None
+    idp_audience: str | None = None
+    idp_groups_claim: str = "groups"
+    user_token: SecretStr | None = None
+    allow_insecure_http: bool = False
+    connect_port: int = Field(default=8765, ge=0, le=65535)
+    connect_session_ttl: float = Field(default=600.0, gt=0, le=86400)
+    refresh_leeway: float = Field(default=60.0, ge=0, le=3600)
+    refresh_wait: float = Field(default=10.0, gt=0, le=300)
+    request_timeout: float = Field(default=30.0, gt=0, le=600)
+    response_max_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    log_level: str = "INFO"
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    catalog: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Rank explicit values first, then ``ALTER_MCP_*`` environment variables."""
+        return (init_settings, env_settings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError(
+                "must start with sqlite:/// (a file path follows) or postgresql://"
+            )
+        return value
+
+    @field_validator("public_url", "idp_issuer", "idp_jwks_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an absolute http(s) URL")
+        return value.rstrip("/") if value and value.endswith("/") and value.count("/") == 3 else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the database URL, defaulting to a SQLite file in the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'vault.db'}"
+
+    @property
+    def resolved_key_file(self) -> Path:
+        """Return the key file path, defaulting to ``master.key`` in the data directory."""
+        return self.key_file or self.data_dir / "master.key"
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    head = str(loc[0]) if loc else "config"
+    if head in ("providers", "catalog") and len(loc) > 1:
+        return ".".join(str(part) for part in loc)
+    return ENV_PREFIX + head.upper()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    setting = ENV_PREFIX + "CONFIG"
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"The configuration file {path} does not exist.",
+            setting=setting,
+            hint="Create it (alter-mcp init) or unset ALTER_MCP_CONFIG.",
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(
+            f"The configuration file {path} is not valid TOML: {exc}.",
+            setting=setting,
+            hint="Fix the syntax at the position given.",
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The configuration file {path} cannot be read ({exc.strerror}).",
+            setting=setting,
+            hint="Check its permissions.",
+        ) from None
+
+
+class _ExplicitSettings(Settings):
+    """Settings built only from the values ``load_settings`` gathers (env merged over file)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read nothing but the explicit values."""
+        return (init_settings,)
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, str]:
+    by_upper = {key.upper(): value for key, value in env.items()}
+    values = {}
+    for name in Settings.model_fields:
+        if name in ("providers", "catalog"):
+            continue
+        value = by_upper.get(ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            values[name] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from the environment and the TOML file it names; explain any error."""
+    env = dict(os.environ if environ is None else environ)
+    env_values = _env_values(env)
+    values: dict[str, Any] = {}
+    config_path = overrides.get("config") or env_values.get("config")
+    if config_path:
+        values = _read_toml(Path(str(config_path)).expanduser())
+        unknown = set(values) - set(Settings.model_fields)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ConfigurationError(
+                f"Unknown key {name!r} in the configuration file {config_path}.",
+                setting=name,
+                hint="Remove it, or check its spelling against the README's settings table.",
+            )
+    values.update(env_values)
+    values.update(overrides)
+    try:
+        settings: Settings = _ExplicitSettings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        setting = _setting_name(tuple(first["loc"]))
+        others = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigurationError(
+            f"Invalid setting {setting}: {first['msg']}{others}.",
+            setting=setting,
+            hint="Fix it in the environment or in the file named by ALTER_MCP_CONFIG.",
+        ) from None
+    for provider_id, provider in settings.providers.items():
+        if provider.client_secret_env and not env.get(provider.client_secret_env):
+            raise ConfigurationError(
+                f"providers.{provider_id}.client_secret_env names "
+                f"{provider.client_secret_env!r}, which is not set.",
+                setting=f"providers.{provider_id}.client_secret_env",
+                hint=f"Export {provider.client_secret_env} or give client_secret instead.",
+            )
+    return settings

@@ -1,0 +1,310 @@
+"""The vault's data: principals, grants, managed secrets, connect sessions and audit events.
+
+Every model is frozen and validated at construction. None of them holds a credential value:
+credentials live only as ciphertext in the store and as plaintext inside one outbound request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AgentPrincipal",
+    "ApiKeyRecord",
+    "AuditEvent",
+    "CallerType",
+    "ConnectSession",
+    "ConnectSessionStatus",
+    "Grant",
+    "GrantKind",
+    "GrantPage",
+    "GrantStatus",
+    "GroupPrincipal",
+    "HttpMethod",
+    "Identity",
+    "ManagedSecret",
+    "Outcome",
+    "Principal",
+    "RevokeResult",
+    "SystemPrincipal",
+    "UserPrincipal",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class HttpMethod(StrEnum):
+    """HTTP methods an authenticated request may use."""
+
+    GET = "GET"
+    HEAD = "HEAD"
+    OPTIONS = "OPTIONS"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+    @property
+    def idempotent(self) -> bool:
+        """Return True for methods RFC 9110 defines as idempotent."""
+        return self not in (HttpMethod.POST, HttpMethod.PATCH)
+
+
+class CallerType(StrEnum):
+    """What kind of software is calling the vault, for the audit log."""
+
+    AGENT = "agent"
+    SERVICE = "service"
+    MCP_CLIENT = "mcp_client"
+    CLI = "cli"
+
+
+class UserPrincipal(BaseModel):
+    """An end user, identified by their identity provider's issuer and ``sub``."""
+
+    model_config = _FROZEN
+    type: Literal["user"] = "user"
+    issuer: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Return the stable owner key stored with grants."""
+        return f"user:{self.issuer}#{self.subject}"
+
+
+class GroupPrincipal(BaseModel):
+    """A group of the identity provider; every member may use the group's grants."""
+
+    model_config = _FROZEN
+    type: Literal["group"] = "group"
+    issuer: str = Field(min_length=1)
+    group: str = Field(min_length=1)
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Return the stable owner key stored with grants."""
+        return f"group:{self.issuer}#{self.group}"
+
+
+class SystemPrincipal(BaseModel):
+    """The application itself: headless jobs with no end user."""
+
+    model_config = _FROZEN
+    type: Literal["system"] = "system"
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Return the stable owner key stored with grants."""
+        return "system"
+
+
+class AgentPrincipal(BaseModel):
+    """A service authenticated by an agent API key."""
+
+    model_config = _FROZEN
+    type: Literal["agent"] = "agent"
+    key_id: str = Field(min_length=1)
+    name: str | None = None
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Return the stable owner key stored with grants."""
+        return f"agent:{self.key_id}"
+
+
+Principal = Annotated[
+    UserPrincipal | GroupPrincipal | SystemPrincipal | AgentPrincipal,
+    Field(discriminator="type"),
+]
+
+
+class Identity(BaseModel):
+    """Who is calling, established per request: a principal and the groups it belongs to."""
+
+    model_config = _FROZEN
+    principal: UserPrincipal | SystemPrincipal | AgentPrincipal
+    groups: frozenset[str] = frozenset()
+    caller: str | None = None
+    caller_type: CallerType = CallerType.AGENT
+    mcp_client: str | None = None
+
+    @classmethod
+    def system(cls, *, caller: str | None = None, caller_type: CallerType = CallerType.AGENT,
+               ) -> Identity:
+        """Return the identity of the application itself."""
+        return cls(principal=SystemPrincipal(), caller=caller, caller_type=caller_type)
+
+    def owner_keys(self) -> tuple[str, ...]:
+        """Return the owner keys whose grants this identity may see and use."""
+        keys = [self.principal.key]
+        if isinstance(self.principal, UserPrincipal):
+            issuer = self.principal.issuer
+            keys.extend(GroupPrincipal(issuer=issuer, group=g).key for g in sorted(self.groups))
+        return tuple(keys)
+
+
+class GrantKind(StrEnum):
+    """Where a grant's credential came from."""
+
+    OAUTH = "oauth"
+    MANAGED_SECRET = "managed_secret"
+
+
+class GrantStatus(StrEnum):
+    """Lifecycle of a grant."""
+
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+    REVOKED = "revoked"
+
+
+class Grant(BaseModel):
+    """The right of a principal to use one provider account (or one managed secret)."""
+
+    model_config = _FROZEN
+    grant_id: str
+    kind: GrantKind
+    provider_id: str
+    owner: Principal
+    account_identifier: str | None = None
+    label: str | None = None
+    scopes: tuple[str, ...] = ()
+    status: GrantStatus = GrantStatus.ACTIVE
+    secret_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def principal_type(self) -> str:
+        """Return the owner's principal type (user, group, system or agent)."""
+        return self.owner.type
+
+    def public_view(self) -> dict[str, Any]:
+        """Return the JSON-ready view shown to callers: metadata only, never a secret."""
+        return {
+            "grant_id": self.grant_id,
+            "kind": self.kind.value,
+            "provider_id": self.provider_id,
+            "principal_type": self.principal_type,
+            "account_identifier": self.account_identifier,
+            "label": self.label,
+            "scopes": list(self.scopes),
+            "status": self.status.value,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+class GrantPage(BaseModel):
+    """One page of grants and the cursor of the next page, if any."""
+
+    model_config = _FROZEN
+    grants: tuple[Grant, ...]
+    next_cursor: str | None = None
+
+
+class RevokeResult(BaseModel):
+    """What revoking a grant did, locally and at the provider."""
+
+    model_config = _FROZEN
+    grant_id: str
+    revoked_at: datetime
+    provider_revocation: Literal["revoked", "failed", "not_supported", "not_applicable"]
+    provider_detail: str | None = None
+
+
+class ManagedSecret(BaseModel):
+    """A developer-owned credential (API key, basic pair, AWS keys), stored encrypted."""
+
+    model_config = _FROZEN
+    secret_id: str
+    provider_id: str
+    label: str
+    field_names: tuple[str, ...]
+    created_at: datetime
+
+
+class ConnectSessionStatus(StrEnum):
+    """Lifecycle of a connect session."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class ConnectSession(BaseModel):
+    """A single-use, short-lived invitation for a user to authorize providers."""
+
+    model_config = _FROZEN
+    session_id: str
+    owner: Principal
+    allowed_providers: tuple[str, ...]
+    scopes: tuple[str, ...] = ()
+    account_hint: str | None = None
+    repair_grant_id: str | None = None
+    return_url: str | None = None
+    status: ConnectSessionStatus = ConnectSessionStatus.PENDING
+    grant_ids: tuple[str, ...] = ()
+    error: str | None = None
+    created_at: datetime
+    expires_at: datetime
+
+
+class Outcome(StrEnum):
+    """How an audited action ended."""
+
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+class AuditEvent(BaseModel):
+    """One tamper-evident row of the audit log (secrets redacted before it is built)."""
+
+    model_config = _FROZEN
+    seq: int
+    time: datetime
+    action: str
+    outcome: Outcome
+    caller: str | None = None
+    caller_type: str | None = None
+    mcp_client: str | None = None
+    tool: str | None = None
+    request_id: str | None = None
+    principal: str | None = None
+    grant_id: str | None = None
+    provider_id: str | None = None
+    method: str | None = None
+    url: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    policy_rule: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+
+
+class ApiKeyRecord(BaseModel):
+    """An agent API key as stored: its prefix and hash, never the key itself."""
+
+    model_config = _FROZEN
+    key_id: str
+    name: str
+    prefix: str
+    key_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None

@@ -1,0 +1,269 @@
+"""The schema of a catalogue entry: how to authorize with a provider and where its credential may go.
+
+A provider is data, not code. Its differences from plain RFC 6749 are expressed as fields here,
+plus a few named quirks (``OAuthQuirk``) that the OAuth client implements as small hooks.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "AccountSource",
+    "AuthKind",
+    "Injection",
+    "InjectionKind",
+    "OAuthQuirk",
+    "OAuthSpec",
+    "Provider",
+    "SecretField",
+    "TokenEndpointAuth",
+]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class AuthKind(StrEnum):
+    """How a provider's credential is obtained."""
+
+    OAUTH2 = "oauth2"
+    API_KEY = "api_key"
+    BASIC = "basic"
+    AWS_SIGV4 = "aws_sigv4"
+
+
+class InjectionKind(StrEnum):
+    """Where the credential goes in an outbound request."""
+
+    BEARER = "bearer"
+    HEADER = "header"
+    QUERY = "query"
+    BASIC = "basic"
+    AWS_SIGV4 = "aws_sigv4"
+
+
+class TokenEndpointAuth(StrEnum):
+    """How the OAuth client authenticates at the token endpoint."""
+
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+    NONE = "none"
+
+
+class AccountSource(StrEnum):
+    """Where the account identifier of a new grant is read from."""
+
+    USERINFO = "userinfo"
+    TOKEN_RESPONSE = "token_response"
+    ID_TOKEN = "id_token"
+
+
+class OAuthQuirk(StrEnum):
+    """Named deviations from RFC 6749 that the OAuth client handles as small hooks."""
+
+    #: The token endpoint answers form-encoded unless sent ``Accept: application/json`` (GitHub).
+    ACCEPT_JSON = "accept_json"
+    #: The token endpoint may answer form-encoded (parse either by Content-Type).
+    FORM_ENCODED_RESPONSE = "form_encoded_response"
+    #: The user token is nested in ``authed_user`` (Slack v2 user scopes).
+    SLACK_AUTHED_USER = "slack_authed_user"
+    #: The token endpoint wants a JSON body instead of a form (Notion).
+    JSON_TOKEN_REQUEST = "json_token_request"
+    #: Access tokens do not expire and no refresh token is issued.
+    NO_EXPIRY = "no_expiry"
+    #: Scopes are sent as ``user_scope`` instead of ``scope`` (Slack user tokens).
+    USER_SCOPE_PARAM = "user_scope_param"
+    #: The token response reports errors with HTTP 200 and ``ok: false`` (Slack).
+    OK_FALSE_ERRORS = "ok_false_errors"
+    #: The refresh token is rotated on every refresh; persist the new one before use.
+    ROTATING_REFRESH_TOKEN = "rotating_refresh_token"
+    #: The userinfo endpoint wants the token in a query parameter or POST body.
+    USERINFO_POST = "userinfo_post"
+    #: The API base URL comes from the token response (``instance_url``, Salesforce).
+    INSTANCE_URL = "instance_url"
+
+
+class Injection(BaseModel):
+    """One way the credential is put into a request.
+
+    ``format``/``username``/``password`` are templates over the credential's field names,
+    e.g. ``"Bearer {access_token}"`` or ``"{api_key}"``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: InjectionKind
+    name: str | None = Field(default=None, description="Header or query parameter name.")
+    format: str = Field(default="{access_token}", description="Template of the injected value.")
+    username: str | None = None
+    password: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Injection:
+        if self.kind in (InjectionKind.HEADER, InjectionKind.QUERY) and not self.name:
+            raise ValueError(f"injection kind {self.kind.value!r} needs `name`")
+        if self.kind is InjectionKind.HEADER and not _HEADER_NAME.match(self.name or ""):
+            raise ValueError(f"injection header name {self.name!r} is not a valid HTTP token")
+        if self.kind is InjectionKind.BASIC and self.username is None:
+            raise ValueError("injection kind 'basic' needs `username` (a template)")
+        return self
+
+    def placeholders(self) -> set[str]:
+        """Return the credential field names this injection's templates use."""
+        names: set[str] = set()
+        templates = [self.format, self.username or "", self.password or ""]
+        if self.kind is InjectionKind.AWS_SIGV4:
+            templates = []
+        for template in templates:
+            for _, field_name, _, _ in string.Formatter().parse(template):
+                if field_name:
+                    names.add(field_name)
+        return names
+
+
+class OAuthSpec(BaseModel):
+    """The OAuth 2 endpoints and behaviour of a provider."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    authorization_url: str
+    token_url: str
+    revocation_url: str | None = None
+    userinfo_url: str | None = None
+    account_source: AccountSource = AccountSource.USERINFO
+    #: Dotted path of the account identifier in the userinfo / token response / id token.
+    account_field: str = "email"
+    default_scopes: tuple[str, ...] = ()
+    scope_separator: str = " "
+    pkce: bool = True
+    token_endpoint_auth: TokenEndpointAuth = TokenEndpointAuth.CLIENT_SECRET_POST
+    extra_authorize_params: dict[str, str] = Field(default_factory=dict)
+    quirks: tuple[OAuthQuirk, ...] = ()
+
+    @field_validator("authorization_url", "token_url", "revocation_url", "userinfo_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not (value.startswith("https://") or value.startswith("http://127.0.0.1")
+                or value.startswith("http://localhost")):
+            raise ValueError(f"{value!r} must be an https:// URL (http only for loopback)")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> OAuthSpec:
+        if self.account_source is AccountSource.USERINFO and not self.userinfo_url:
+            raise ValueError("account_source 'userinfo' needs `userinfo_url`")
+        if self.scope_separator not in (" ", ",", "+"):
+            raise ValueError("scope_separator must be ' ', ',' or '+'")
+        return self
+
+
+class SecretField(BaseModel):
+    """A field of a managed secret (API key, username, AWS key id, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")
+    label: str
+    secret: bool = True
+    required: bool = True
+
+
+class Provider(BaseModel):
+    """A catalogue entry: identity, auth kind, endpoints, API hosts and injection rule."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    name: str
+    auth_kind: AuthKind
+    #: The only hosts the credential may be sent to: exact names or ``*.example.com``.
+    api_hosts: tuple[str, ...]
+    #: Ports allowed besides the scheme default (443).
+    api_ports: tuple[int, ...] = ()
+    injection: tuple[Injection, ...]
+    oauth: OAuthSpec | None = None
+    secret_fields: tuple[SecretField, ...] = ()
+    #: For ``aws_sigv4``: the signing service name (the region is a secret field).
+    aws_service: str | None = None
+    docs_url: str | None = None
+    category: str | None = None
+    notes: str | None = None
+    kind: Literal["catalog", "custom"] = "catalog"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError("provider id must be lowercase letters, digits and '-'")
+        return value
+
+    @field_validator("api_hosts")
+    @classmethod
+    def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        if not hosts:
+            raise ValueError("api_hosts must list at least one host")
+        for host in hosts:
+            labels = host.split(".")
+            if labels[0] == "*":
+                labels = labels[1:]
+                if len(labels) < 2:
+                    raise ValueError(f"wildcard host {host!r} must cover a registrable domain")
+            if host != host.lower() or not all(_HOST_LABEL.match(label) for label in labels):
+                raise ValueError(
+                    f"api host {host!r} must be a lowercase DNS name (no scheme, port or path)"
+                )
+        return hosts
+
+    @model_validator(mode="after")
+    def _check(self) -> Provider:
+        if self.auth_kind is AuthKind.OAUTH2:
+            if self.oauth is None:
+                raise ValueError("auth_kind 'oauth2' needs an [oauth] table")
+            fields = {"access_token"}
+        else:
+            if self.oauth is not None:
+                raise ValueError(f"auth_kind {self.auth_kind.value!r} cannot have [oauth]")
+            if not self.secret_fields:
+                raise ValueError(f"auth_kind {self.auth_kind.value!r} needs secret_fields")
+            fields = {f.name for f in self.secret_fields}
+        if not self.injection:
+            raise ValueError("injection must list at least one rule")
+        for rule in self.injection:
+            unknown = rule.placeholders() - fields
+            if unknown:
+                raise ValueError(
+                    f"injection template uses unknown field(s) {sorted(unknown)}; "
+                    f"known: {sorted(fields)}"
+                )
+        if self.auth_kind is AuthKind.AWS_SIGV4:
+            if not self.aws_service:
+                raise ValueError("auth_kind 'aws_sigv4' needs aws_service")
+            needed = {"access_key_id", "secret_access_key", "region"}
+            if not needed <= fields:
+                raise ValueError(f"aws_sigv4 secret_fields must include {sorted(needed)}")
+        return self
+
+    @property
+    def is_oauth(self) -> bool:
+        """Return True when grants of this provider come from an OAuth flow."""
+        return self.auth_kind is AuthKind.OAUTH2
+
+    def host_allowed(self, host: str) -> bool:
+        """Return True when ``host`` (lowercase, no trailing dot) is one of the API hosts."""
+        for pattern in self.api_hosts:
+            if pattern.startswith("*."):
+                suffix = pattern[1:]
+                if host.endswith(suffix) and len(host) > len(suffix):
+                    return True
+            elif host == pattern:
+                return True
+        return False

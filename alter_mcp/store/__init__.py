@@ -1,0 +1,44 @@
+"""Persistence: the ``Store`` protocol and its backends (the only package that speaks SQL)."""
+
+from __future__ import annotations
+
+from alter_mcp.errors import ConfigurationError
+from alter_mcp.store.base import (
+    AuditFilter,
+    CredentialRecord,
+    EncryptedField,
+    EncryptedRef,
+    ProviderConfigRecord,
+    SessionRecord,
+    Store,
+)
+
+__all__ = [
+    "AuditFilter",
+    "CredentialRecord",
+    "EncryptedField",
+    "EncryptedRef",
+    "ProviderConfigRecord",
+    "SessionRecord",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(url: str) -> Store:
+    """Return an unopened store for a ``sqlite:///`` or ``postgresql://`` URL."""
+    if url.startswith("sqlite:///"):
+        from alter_mcp.store.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            "The PostgreSQL store is not available in this version.",
+            setting="ALTER_MCP_DATABASE_URL",
+            hint="Use a sqlite:/// URL for now.",
+        )
+    raise ConfigurationError(
+        f"Unsupported database URL scheme in {url.split(':', 1)[0]!r}.",
+        setting="ALTER_MCP_DATABASE_URL",
+        hint="Use sqlite:///PATH or postgresql://USER@HOST/DB.",
+    )

@@ -1,0 +1,270 @@
+"""The ``Store`` protocol: everything the vault persists, and nothing in plaintext that is secret.
+
+Secret material reaches the store only as ciphertext blobs sealed by ``alter_mcp.crypto``; the
+store keeps each blob beside the id of the key that wrapped it so rotation can find old ones.
+Times are UTC ``datetime`` values in and out. Every mutation takes an optional ``audit``
+sealer whose event is appended in the same transaction, so an action and its audit row commit
+or fail together. Backends translate their own exceptions into
+:class:`~alter_mcp.errors.StoreError` at their boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from alter_mcp.models import (
+    ApiKeyRecord,
+    AuditEvent,
+    ConnectSession,
+    ConnectSessionStatus,
+    Grant,
+    GrantStatus,
+    ManagedSecret,
+)
+
+__all__ = [
+    "AuditFilter",
+    "CredentialRecord",
+    "EncryptedField",
+    "EncryptedRef",
+    "ProviderConfigRecord",
+    "SessionRecord",
+    "Store",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """A grant's encrypted credential; ``version`` increases on every compare-and-swap write."""
+
+    grant_id: str
+    blob: bytes = field(repr=False)
+    key_id: str
+    version: int
+    expires_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfigRecord:
+    """An OAuth client configured through the vault API (the secret sealed)."""
+
+    provider_id: str
+    client_id: str
+    secret_blob: bytes | None = field(repr=False)
+    key_id: str | None
+    scopes: tuple[str, ...] | None
+    redirect_uri: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A connect session as stored: the public session plus hashed handles and sealed PKCE."""
+
+    session: ConnectSession
+    token_hash: str
+    state_hash: str | None = None
+    provider_id: str | None = None
+    verifier_blob: bytes | None = field(default=None, repr=False)
+    key_id: str | None = None
+
+
+class EncryptedField(StrEnum):
+    """Every column that holds a sealed blob, named ``table.column``."""
+
+    CREDENTIAL = "credentials.blob"
+    MANAGED_SECRET = "managed_secrets.blob"
+    SESSION_VERIFIER = "connect_sessions.verifier_blob"
+    PROVIDER_SECRET = "provider_configs.secret_blob"
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedRef:
+    """One sealed blob, where it lives, and which key wrapped it."""
+
+    location: EncryptedField
+    record_id: str
+    blob: bytes = field(repr=False)
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which audit events to read."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    principal: str | None = None
+    grant_id: str | None = None
+    provider_id: str | None = None
+    outcome: str | None = None
+    after_seq: int = 0
+    limit: int = 1000
+
+
+#: Builds the next audit event from its sequence number, time and the previous event's hash.
+AuditSealer = Callable[[int, str], AuditEvent]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for grants, credentials, secrets, sessions, audit events and API keys."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def schema_version(self) -> int:
+        """Return the applied migration version."""
+
+    # -- grants and credentials ------------------------------------------------------------
+    async def insert_grant(
+        self, grant: Grant, credential: CredentialRecord | None, *,
+        audit: AuditSealer | None = None,
+    ) -> None:
+        """Insert a grant and its credential (and audit event) in one transaction."""
+
+    async def get_grant(self, grant_id: str) -> Grant | None:
+        """Return the grant with this id, whoever owns it."""
+
+    async def find_grants(
+        self,
+        owner_keys: Sequence[str],
+        provider_id: str,
+        *,
+        statuses: Sequence[GrantStatus] = (GrantStatus.ACTIVE,),
+        account_identifier: str | None = None,
+    ) -> list[Grant]:
+        """Return the grants of these owners for a provider, oldest first."""
+
+    async def list_grants(
+        self,
+        owner_keys: Sequence[str],
+        *,
+        provider_id: str | None = None,
+        status: GrantStatus | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Grant]:
+        """Return one keyset page of grants ordered by (created_at, grant_id)."""
+
+    async def update_grant(
+        self, grant: Grant, credential: CredentialRecord | None = None, *,
+        audit: AuditSealer | None = None,
+    ) -> None:
+        """Replace a grant's mutable fields (and optionally its credential) atomically."""
+
+    async def set_grant_status(
+        self, grant_id: str, status: GrantStatus, *, audit: AuditSealer | None = None
+    ) -> None:
+        """Set a grant's status (e.g. needs_reauth after invalid_grant)."""
+
+    async def revoke_grant(
+        self, grant_id: str, revoked_at: datetime, *, audit: AuditSealer | None = None
+    ) -> bool:
+        """Delete the credential and mark the grant revoked; False if already revoked."""
+
+    async def get_credential(self, grant_id: str) -> CredentialRecord | None:
+        """Return the grant's credential record."""
+
+    async def swap_credential(self, record: CredentialRecord, *, expected_version: int) -> bool:
+        """Write ``record`` only if the stored version is ``expected_version``."""
+
+    # -- cross-process refresh lease -------------------------------------------------------
+    async def acquire_refresh_lease(self, grant_id: str, holder: str, ttl: float) -> bool:
+        """Take the grant's refresh lease unless another live holder has it."""
+
+    async def release_refresh_lease(self, grant_id: str, holder: str) -> None:
+        """Release the lease if this holder still owns it."""
+
+    # -- managed secrets -------------------------------------------------------------------
+    async def insert_secret(
+        self, secret: ManagedSecret, blob: bytes, key_id: str, *,
+        audit: AuditSealer | None = None,
+    ) -> None:
+        """Store a managed secret's sealed fields."""
+
+    async def get_secret(self, secret_id: str) -> tuple[ManagedSecret, bytes] | None:
+        """Return a managed secret and its sealed fields."""
+
+    async def list_secrets(self) -> list[ManagedSecret]:
+        """Return every managed secret's metadata."""
+
+    # -- provider configs ------------------------------------------------------------------
+    async def put_provider_config(
+        self, record: ProviderConfigRecord, *, audit: AuditSealer | None = None
+    ) -> None:
+        """Insert or replace a provider's OAuth client."""
+
+    async def get_provider_config(self, provider_id: str) -> ProviderConfigRecord | None:
+        """Return a provider's OAuth client configured through the API."""
+
+    async def list_provider_configs(self) -> list[ProviderConfigRecord]:
+        """Return every provider config stored through the API."""
+
+    # -- connect sessions ------------------------------------------------------------------
+    async def insert_session(self, record: SessionRecord) -> None:
+        """Store a new connect session."""
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """Return a session by id."""
+
+    async def get_session_by_token(self, token_hash: str) -> SessionRecord | None:
+        """Return a session by the hash of its connect token."""
+
+    async def begin_authorization(
+        self, session_id: str, *, provider_id: str, state_hash: str, verifier_blob: bytes,
+        key_id: str,
+    ) -> bool:
+        """Record the OAuth state and sealed verifier of a pending session's authorization."""
+
+    async def claim_state(self, state_hash: str, now: datetime) -> SessionRecord | None:
+        """Consume a pending, unexpired session's state exactly once; None if not claimable."""
+
+    async def finish_session(
+        self,
+        session_id: str,
+        status: ConnectSessionStatus,
+        *,
+        grant_ids: Sequence[str] = (),
+        error: str | None = None,
+    ) -> None:
+        """Mark a session completed or failed."""
+
+    # -- audit -----------------------------------------------------------------------------
+    async def append_audit(self, seal: AuditSealer) -> AuditEvent:
+        """Append the event ``seal`` builds from the next seq and the chain head's hash."""
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
+        """Return audit events matching the filter, ordered by seq."""
+
+    # -- agent API keys --------------------------------------------------------------------
+    async def insert_api_key(
+        self, record: ApiKeyRecord, *, audit: AuditSealer | None = None
+    ) -> None:
+        """Store an API key's hash."""
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """Return the key with this hash."""
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Return every API key record."""
+
+    async def revoke_api_key(
+        self, key_id: str, revoked_at: datetime, *, audit: AuditSealer | None = None
+    ) -> bool:
+        """Mark a key revoked; False if unknown or already revoked."""
+
+    # -- key rotation ----------------------------------------------------------------------
+    async def blobs_not_under(self, key_id: str, *, limit: int) -> list[EncryptedRef]:
+        """Return up to ``limit`` sealed blobs wrapped by any key other than ``key_id``."""
+
+    async def replace_blob(self, ref: EncryptedRef, blob: bytes, key_id: str) -> bool:
+        """Replace one blob if it is still the one in ``ref`` (compare-and-swap)."""

@@ -1,0 +1,586 @@
+"""The SQLite store: WAL, a busy timeout, foreign keys, versioned migrations.
+
+One writer connection (``BEGIN IMMEDIATE`` so other processes sharing the file queue behind
+the database's own lock) and one reader connection, each serialised by an async lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from alter_mcp.errors import StoreError
+from alter_mcp.models import (
+    ApiKeyRecord,
+    AuditEvent,
+    ConnectSession,
+    ConnectSessionStatus,
+    Grant,
+    GrantStatus,
+    ManagedSecret,
+)
+from alter_mcp.store import _rows
+from alter_mcp.store.base import (
+    AuditFilter,
+    AuditSealer,
+    CredentialRecord,
+    EncryptedField,
+    EncryptedRef,
+    ProviderConfigRecord,
+    SessionRecord,
+)
+from alter_mcp.store.migrations import MIGRATIONS
+
+__all__ = ["SQLiteStore"]
+
+_GRANT_COLUMNS = (
+    "grant_id, kind, provider_id, owner_key, owner, account_identifier, label, scopes, "
+    "status, secret_id, created_at, updated_at, revoked_at"
+)
+_BLOB_TABLES = {
+    EncryptedField.CREDENTIAL: ("credentials", "grant_id", "blob"),
+    EncryptedField.MANAGED_SECRET: ("managed_secrets", "secret_id", "blob"),
+    EncryptedField.SESSION_VERIFIER: ("connect_sessions", "session_id", "verifier_blob"),
+    EncryptedField.PROVIDER_SECRET: ("provider_configs", "provider_id", "secret_blob"),
+}
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+class SQLiteStore:
+    """A ``Store`` on one SQLite file (``sqlite:///path``)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self._path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = anyio.Lock()
+        self._read_lock = anyio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """Build a store from a ``sqlite:///path`` URL."""
+        return cls(url.removeprefix("sqlite:///") if url.startswith("sqlite:////") else
+                   url.removeprefix("sqlite:///"))
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        """Return the database file path."""
+        return self._path
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    async def open(self) -> None:
+        """Open the file (creating its directory), enable WAL and migrate."""
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._writer = await self._connect()
+            await self._writer.execute("PRAGMA journal_mode = WAL")
+            await self._migrate()
+            self._reader = await self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise StoreError(
+                f"Cannot open the SQLite database at {self._path}: {exc}.",
+                hint="Check ALTER_MCP_DATABASE_URL and that the directory is writable.",
+            ) from exc
+
+    async def close(self) -> None:
+        """Close both connections."""
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def _migrate(self) -> None:
+        assert self._writer is not None
+        await self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            await self._writer.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            cur = await self._writer.execute("SELECT MAX(version) FROM schema_migrations")
+            row = await cur.fetchone()
+            current = (row[0] if row else None) or 0
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    await self._writer.execute(statement)
+                await self._writer.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?)", (version, _now())
+                )
+            await self._writer.execute("COMMIT")
+        except BaseException:
+            await self._writer.execute("ROLLBACK")
+            raise
+
+    async def schema_version(self) -> int:
+        """Return the applied migration version."""
+        row = await self._one("SELECT MAX(version) AS v FROM schema_migrations", ())
+        return int(row["v"]) if row and row["v"] is not None else 0
+
+    # -- plumbing -------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._writer is None:
+            raise StoreError("The store is not open.", hint="Use the vault as `async with`.")
+        async with self._write_lock:
+            conn = self._writer
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    async def _all(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        if self._reader is None:
+            raise StoreError("The store is not open.", hint="Use the vault as `async with`.")
+        async with self._read_lock:
+            try:
+                cur = await self._reader.execute(sql, tuple(params))
+                return list(await cur.fetchall())
+            except sqlite3.Error as exc:
+                raise StoreError("A database read failed.") from exc
+
+    async def _one(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        try:
+            async with self._tx() as conn:
+                yield conn
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"A database constraint failed: {exc}.") from exc
+        except sqlite3.Error as exc:
+            raise StoreError("A database write failed.") from exc
+
+    # -- grants and credentials -------------------------------------------------------------
+    async def insert_grant(
+        self, grant: Grant, credential: CredentialRecord | None, *,
+        audit: AuditSealer | None = None,
+    ) -> None:
+        """Insert a grant and its credential in one transaction."""
+        async with self._write() as conn:
+            await conn.execute(
+                f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _rows.grant_params(grant),
+            )
+            if credential is not None:
+                await conn.execute(
+                    "INSERT INTO credentials VALUES (?,?,?,?,?,?)",
+                    _rows.credential_params(credential),
+                )
+            if audit is not None:
+                await self._append(conn, audit)
+
+    async def get_grant(self, grant_id: str) -> Grant | None:
+        """Return the grant with this id, whoever owns it."""
+        row = await self._one(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE grant_id = ?",
+                              (grant_id,))
+        return _rows.grant(row) if row else None
+
+    async def find_grants(
+        self,
+        owner_keys: Sequence[str],
+        provider_id: str,
+        *,
+        statuses: Sequence[GrantStatus] = (GrantStatus.ACTIVE,),
+        account_identifier: str | None = None,
+    ) -> list[Grant]:
+        """Return the grants of these owners for a provider, oldest first."""
+        if not owner_keys or not statuses:
+            return []
+        sql = (
+            f"SELECT {_GRANT_COLUMNS} FROM grants WHERE owner_key IN "
+            f"({','.join('?' * len(owner_keys))}) AND provider_id = ? AND status IN "
+            f"({','.join('?' * len(statuses))})"
+        )
+        params: list[Any] = [*owner_keys, provider_id, *(s.value for s in statuses)]
+        if account_identifier is not None:
+            sql += " AND account_identifier = ?"
+            params.append(account_identifier)
+        rows = await self._all(sql + " ORDER BY created_at, grant_id", params)
+        return [_rows.grant(r) for r in rows]
+
+    async def list_grants(
+        self,
+        owner_keys: Sequence[str],
+        *,
+        provider_id: str | None = None,
+        status: GrantStatus | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Grant]:
+        """Return one keyset page of grants ordered by (created_at, grant_id)."""
+        if not owner_keys:
+            return []
+        clauses = [f"owner_key IN ({','.join('?' * len(owner_keys))})"]
+        params: list[Any] = list(owner_keys)
+        if provider_id is not None:
+            clauses.append("provider_id = ?")
+            params.append(provider_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if after is not None:
+            clauses.append("(created_at, grant_id) > (?, ?)")
+            params.extend([_ts(after[0]), after[1]])
+        sql = (
+            f"SELECT {_GRANT_COLUMNS} FROM grants WHERE {' AND '.join(clauses)} "
+            "ORDER BY created_at, grant_id LIMIT ?"
+        )
+        rows = await self._all(sql, [*params, limit])
+        return [_rows.grant(r) for r in rows]
+
+    async def update_grant(
+        self, grant: Grant, credential: CredentialRecord | None = None, *,
+        audit: AuditSealer | None = None,
+    ) -> None:
+        """Replace a grant's mutable fields (and optionally its credential) atomically."""
+        async with self._write() as conn:
+            await conn.execute(
+                "UPDATE grants SET account_identifier=?, label=?, scopes=?, status=?, "
+                "updated_at=?, revoked_at=? WHERE grant_id=?",
+                (grant.account_identifier, grant.label, json.dumps(list(grant.scopes)),
+                 grant.status.value, _ts(grant.updated_at), _ts(grant.revoked_at),
+                 grant.grant_id),
+            )
+            if credential is not None:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO credentials VALUES (?,?,?,?,?,?)",
+                    _rows.credential_params(credential),
+                )
+            if audit is not None:
+                await self._append(conn, audit)
+
+    async def set_grant_status(
+        self, grant_id: str, status: GrantStatus, *, audit: AuditSealer | None = None
+    ) -> None:
+        """Set a grant's status (e.g. needs_reauth after invalid_grant)."""
+        async with self._write() as conn:
+            await conn.execute(
+                "UPDATE grants SET status=?, updated_at=? WHERE grant_id=? AND status!='revoked'",
+                (status.value, _now(), grant_id),
+            )
+            if audit is not None:
+                await self._append(conn, audit)
+
+    async def revoke_grant(
+        self, grant_id: str, revoked_at: datetime, *, audit: AuditSealer | None = None
+    ) -> bool:
+        """Delete the credential and mark the grant revoked; False if already revoked."""
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "UPDATE grants SET status='revoked', revoked_at=?, updated_at=? "
+                "WHERE grant_id=? AND status!='revoked'",
+                (_ts(revoked_at), _ts(revoked_at), grant_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            await conn.execute("DELETE FROM credentials WHERE grant_id=?", (grant_id,))
+            await conn.execute("DELETE FROM refresh_leases WHERE grant_id=?", (grant_id,))
+            if audit is not None:
+                await self._append(conn, audit)
+            return True
+
+    async def get_credential(self, grant_id: str) -> CredentialRecord | None:
+        """Return the grant's credential record."""
+        row = await self._one("SELECT * FROM credentials WHERE grant_id=?", (grant_id,))
+        return _rows.credential(row) if row else None
+
+    async def swap_credential(self, record: CredentialRecord, *, expected_version: int) -> bool:
+        """Write ``record`` only if the stored version is ``expected_version``."""
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "UPDATE credentials SET blob=?, key_id=?, version=?, expires_at=?, updated_at=? "
+                "WHERE grant_id=? AND version=?",
+                (record.blob, record.key_id, record.version, _ts(record.expires_at),
+                 _ts(record.updated_at), record.grant_id, expected_version),
+            )
+            return cur.rowcount == 1
+
+    # -- refresh lease ----------------------------------------------------------------------
+    async def acquire_refresh_lease(self, grant_id: str, holder: str, ttl: float) -> bool:
+        """Take the grant's refresh lease unless another live holder has it."""
+        now = _now()
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "INSERT INTO refresh_leases VALUES (?,?,?) ON CONFLICT(grant_id) DO UPDATE SET "
+                "holder=excluded.holder, lease_until=excluded.lease_until "
+                "WHERE refresh_leases.lease_until < ? OR refresh_leases.holder = excluded.holder",
+                (grant_id, holder, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+    async def release_refresh_lease(self, grant_id: str, holder: str) -> None:
+        """Release the lease if this holder still owns it."""
+        async with self._write() as conn:
+            await conn.execute(
+                "DELETE FROM refresh_leases WHERE grant_id=? AND holder=?", (grant_id, holder)
+            )
+
+    # -- managed secrets ----------------------------------------------------------------------
+    async def insert_secret(
+        self, secret: ManagedSecret, blob: bytes, key_id: str, *,
+        audit: AuditSealer | None = None,
+    ) -> None:
+        """Store a managed secret's sealed fields."""
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO managed_secrets VALUES (?,?,?,?,?,?,?)",
+                (secret.secret_id, secret.provider_id, secret.label,
+                 json.dumps(list(secret.field_names)), blob, key_id, _ts(secret.created_at)),
+            )
+            if audit is not None:
+                await self._append(conn, audit)
+
+    async def get_secret(self, secret_id: str) -> tuple[ManagedSecret, bytes] | None:
+        """Return a managed secret and its sealed fields."""
+        row = await self._one("SELECT * FROM managed_secrets WHERE secret_id=?", (secret_id,))
+        return (_rows.secret(row), bytes(row["blob"])) if row else None
+
+    async def list_secrets(self) -> list[ManagedSecret]:
+        """Return every managed secret's metadata."""
+        rows = await self._all("SELECT * FROM managed_secrets ORDER BY created_at", ())
+        return [_rows.secret(r) for r in rows]
+
+    # -- provider configs ---------------------------------------------------------------------
+    async def put_provider_config(
+        self, record: ProviderConfigRecord, *, audit: AuditSealer | None = None
+    ) -> None:
+        """Insert or replace a provider's OAuth client."""
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT OR REPLACE INTO provider_configs VALUES (?,?,?,?,?,?,?)",
+                _rows.provider_config_params(record),
+            )
+            if audit is not None:
+                await self._append(conn, audit)
+
+    async def get_provider_config(self, provider_id: str) -> ProviderConfigRecord | None:
+        """Return a provider's OAuth client configured through the API."""
+        row = await self._one("SELECT * FROM provider_configs WHERE provider_id=?",
+                              (provider_id,))
+        return _rows.provider_config(row) if row else None
+
+    async def list_provider_configs(self) -> list[ProviderConfigRecord]:
+        """Return every provider config stored through the API."""
+        rows = await self._all("SELECT * FROM provider_configs ORDER BY provider_id", ())
+        return [_rows.provider_config(r) for r in rows]
+
+    # -- connect sessions ---------------------------------------------------------------------
+    async def insert_session(self, record: SessionRecord) -> None:
+        """Store a new connect session."""
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO connect_sessions (session_id, token_hash, state_hash, owner_key, "
+                "data, status, provider_id, verifier_blob, key_id, expires_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                _rows.session_params(record),
+            )
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """Return a session by id."""
+        row = await self._one("SELECT * FROM connect_sessions WHERE session_id=?", (session_id,))
+        return _rows.session(row) if row else None
+
+    async def get_session_by_token(self, token_hash: str) -> SessionRecord | None:
+        """Return a session by the hash of its connect token."""
+        row = await self._one("SELECT * FROM connect_sessions WHERE token_hash=?", (token_hash,))
+        return _rows.session(row) if row else None
+
+    async def begin_authorization(
+        self, session_id: str, *, provider_id: str, state_hash: str, verifier_blob: bytes,
+        key_id: str,
+    ) -> bool:
+        """Record the OAuth state and sealed verifier of a pending session's authorization."""
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "UPDATE connect_sessions SET provider_id=?, state_hash=?, verifier_blob=?, "
+                "key_id=? WHERE session_id=? AND status='pending' AND state_used=0 "
+                "AND expires_at > ?",
+                (provider_id, state_hash, verifier_blob, key_id, session_id, _now()),
+            )
+            return cur.rowcount == 1
+
+    async def claim_state(self, state_hash: str, now: datetime) -> SessionRecord | None:
+        """Consume a pending, unexpired session's state exactly once; None if not claimable."""
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "UPDATE connect_sessions SET state_used=1 WHERE state_hash=? AND state_used=0 "
+                "AND status='pending' AND expires_at > ?",
+                (state_hash, _ts(now)),
+            )
+            if cur.rowcount != 1:
+                return None
+            cur = await conn.execute(
+                "SELECT * FROM connect_sessions WHERE state_hash=?", (state_hash,)
+            )
+            row = await cur.fetchone()
+            return _rows.session(row) if row else None
+
+    async def finish_session(
+        self,
+        session_id: str,
+        status: ConnectSessionStatus,
+        *,
+        grant_ids: Sequence[str] = (),
+        error: str | None = None,
+    ) -> None:
+        """Mark a session completed or failed."""
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "SELECT data FROM connect_sessions WHERE session_id=?", (session_id,)
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return
+            session = ConnectSession.model_validate_json(row["data"])
+            updated = session.model_copy(
+                update={"status": status, "grant_ids": tuple(grant_ids), "error": error}
+            )
+            await conn.execute(
+                "UPDATE connect_sessions SET data=?, status=? WHERE session_id=?",
+                (updated.model_dump_json(), status.value, session_id),
+            )
+
+    # -- audit --------------------------------------------------------------------------------
+    async def append_audit(self, seal: AuditSealer) -> AuditEvent:
+        """Append the event ``seal`` builds from the next seq and the chain head's hash."""
+        async with self._write() as conn:
+            return await self._append(conn, seal)
+
+    @staticmethod
+    async def _append(conn: aiosqlite.Connection, seal: AuditSealer) -> AuditEvent:
+        """Append one chained audit event inside the caller's transaction."""
+        cur = await conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        head = await cur.fetchone()
+        if head is None:
+            cur = await conn.execute(
+                "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+            )
+            head = await cur.fetchone()
+        seq, prev = (int(head["seq"]) + 1, str(head["hash"])) if head else (1, "")
+        event = seal(seq, prev)
+        await conn.execute(
+            "INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)",
+            _rows.audit_params(event),
+        )
+        return event
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
+        """Return audit events matching the filter, ordered by seq."""
+        clauses: list[str] = ["seq > ?"]
+        params: list[Any] = [flt.after_seq]
+        for column, value in (("principal", flt.principal), ("grant_id", flt.grant_id),
+                              ("provider_id", flt.provider_id), ("outcome", flt.outcome)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if flt.since is not None:
+            clauses.append("time >= ?")
+            params.append(_ts(flt.since))
+        if flt.until is not None:
+            clauses.append("time < ?")
+            params.append(_ts(flt.until))
+        rows = await self._all(
+            f"SELECT * FROM audit_events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
+            [*params, flt.limit],
+        )
+        return [_rows.audit(r) for r in rows]
+
+    # -- agent API keys -------------------------------------------------------------------------
+    async def insert_api_key(
+        self, record: ApiKeyRecord, *, audit: AuditSealer | None = None
+    ) -> None:
+        """Store an API key's hash."""
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO api_keys VALUES (?,?,?,?,?,?)",
+                (record.key_id, record.name, record.prefix, record.key_hash,
+                 _ts(record.created_at), _ts(record.revoked_at)),
+            )
+            if audit is not None:
+                await self._append(conn, audit)
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """Return the key with this hash."""
+        row = await self._one("SELECT * FROM api_keys WHERE key_hash=?", (key_hash,))
+        return _rows.api_key(row) if row else None
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Return every API key record."""
+        return [_rows.api_key(r) for r in
+                await self._all("SELECT * FROM api_keys ORDER BY created_at", ())]
+
+    async def revoke_api_key(
+        self, key_id: str, revoked_at: datetime, *, audit: AuditSealer | None = None
+    ) -> bool:
+        """Mark a key revoked; False if unknown or already revoked."""
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "UPDATE api_keys SET revoked_at=? WHERE key_id=? AND revoked_at IS NULL",
+                (_ts(revoked_at), key_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            if audit is not None:
+                await self._append(conn, audit)
+            return True
+
+    # -- key rotation ---------------------------------------------------------------------------
+    async def blobs_not_under(self, key_id: str, *, limit: int) -> list[EncryptedRef]:
+        """Return up to ``limit`` sealed blobs wrapped by any key other than ``key_id``."""
+        refs: list[EncryptedRef] = []
+        for fld, (table, id_col, blob_col) in _BLOB_TABLES.items():
+            if len(refs) >= limit:
+                break
+            rows = await self._all(
+                f"SELECT {id_col} AS rid, {blob_col} AS blob, key_id FROM {table} "
+                f"WHERE {blob_col} IS NOT NULL AND key_id != ? LIMIT ?",
+                (key_id, limit - len(refs)),
+            )
+            refs.extend(EncryptedRef(fld, r["rid"], bytes(r["blob"]), r["key_id"]) for r in rows)
+        return refs
+
+    async def replace_blob(self, ref: EncryptedRef, blob: bytes, key_id: str) -> bool:
+        """Replace one blob if it is still the one in ``ref`` (compare-and-swap)."""
+        table, id_col, blob_col = _BLOB_TABLES[ref.location]
+        async with self._write() as conn:
+            cur = await conn.execute(
+                f"UPDATE {table} SET {blob_col}=?, key_id=? WHERE {id_col}=? AND {blob_col}=?",
+                (blob, key_id, ref.record_id, ref.blob),
+            )
+            return cur.rowcount == 1
