@@ -1,0 +1,3 @@
+"""Suite-wide fixtures: the real peers (oidc-provider, httpbin, a recording listener)."""
+
+pytest_plugins = ["tests.peers.fixtures"]

@@ -1,0 +1,1 @@
+"""Real third-party peers (oidc-provider, httpbin, a request recorder) for the tests."""

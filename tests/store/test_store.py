@@ -1,0 +1,234 @@
+"""The shared contract of every ``Store`` backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alter_mcp.audit import AuditEntry, AuditLog, verify_chain
+from alter_mcp.errors import StoreError
+from alter_mcp.models import (
+    ApiKeyRecord,
+    ConnectSession,
+    ConnectSessionStatus,
+    Grant,
+    GrantKind,
+    GrantStatus,
+    GroupPrincipal,
+    ManagedSecret,
+    Outcome,
+    SystemPrincipal,
+    UserPrincipal,
+)
+from alter_mcp.store import (
+    AuditFilter,
+    CredentialRecord,
+    EncryptedField,
+    SessionRecord,
+    Store,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ALICE = UserPrincipal(issuer="https://idp.test", subject="alice")
+BOB = UserPrincipal(issuer="https://idp.test", subject="bob")
+ENG = GroupPrincipal(issuer="https://idp.test", group="eng")
+
+
+def make_grant(n: int, owner: object = ALICE, provider: str = "github",
+               account: str | None = None) -> Grant:
+    when = T0 + timedelta(seconds=n)
+    return Grant(
+        grant_id=f"g{n:06d}", kind=GrantKind.OAUTH, provider_id=provider, owner=owner,
+        account_identifier=account or f"acct{n}", scopes=("read",), created_at=when,
+        updated_at=when,
+    )
+
+
+def cred(grant_id: str, version: int = 1, blob: bytes = b"ciphertext",
+         key_id: str = "kek_a") -> CredentialRecord:
+    return CredentialRecord(grant_id=grant_id, blob=blob, key_id=key_id, version=version,
+                            expires_at=T0 + timedelta(hours=1), updated_at=T0)
+
+
+def entry(action: str = "test.action") -> AuditEntry:
+    return AuditEntry(action, Outcome.ALLOWED)
+
+
+async def test_store_migrations_applied_once(store: Store) -> None:
+    """Opening applies every migration and records the schema version."""
+    assert await store.schema_version() >= 1
+
+
+async def test_store_grant_round_trip(store: Store) -> None:
+    """A grant and its credential come back exactly as inserted."""
+    grant = make_grant(1)
+    await store.insert_grant(grant, cred(grant.grant_id))
+    assert await store.get_grant(grant.grant_id) == grant
+    record = await store.get_credential(grant.grant_id)
+    assert record is not None and record.blob == b"ciphertext" and record.version == 1
+    assert await store.get_grant("missing") is None
+
+
+async def test_store_find_grants_by_owner_provider_account(store: Store) -> None:
+    """find_grants filters by owner keys, provider, status and account."""
+    await store.insert_grant(make_grant(1, ALICE, "github", "a1"), None)
+    await store.insert_grant(make_grant(2, ALICE, "github", "a2"), None)
+    await store.insert_grant(make_grant(3, BOB, "github", "b1"), None)
+    await store.insert_grant(make_grant(4, ENG, "github", "e1"), None)
+    await store.insert_grant(make_grant(5, ALICE, "slack", "a3"), None)
+    found = await store.find_grants([ALICE.key], "github")
+    assert [g.account_identifier for g in found] == ["a1", "a2"]
+    found = await store.find_grants([ALICE.key, ENG.key], "github", account_identifier="e1")
+    assert [g.grant_id for g in found] == ["g000004"]
+    assert await store.find_grants([], "github") == []
+
+
+async def test_store_list_grants_keyset_pages(store: Store) -> None:
+    """list_grants pages by (created_at, grant_id) without gaps or repeats."""
+    for n in range(25):
+        await store.insert_grant(make_grant(n, ALICE if n % 2 else BOB), None)
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.list_grants([ALICE.key], limit=5, after=after)
+        if not page:
+            break
+        seen.extend(g.grant_id for g in page)
+        after = (page[-1].created_at, page[-1].grant_id)
+    assert seen == [f"g{n:06d}" for n in range(25) if n % 2]
+
+
+async def test_store_swap_credential_compare_and_swap(store: Store) -> None:
+    """A credential write succeeds only against the version it read."""
+    grant = make_grant(1)
+    await store.insert_grant(grant, cred(grant.grant_id))
+    assert await store.swap_credential(cred(grant.grant_id, 2, b"new"), expected_version=1)
+    assert not await store.swap_credential(cred(grant.grant_id, 3, b"stale"), expected_version=1)
+    record = await store.get_credential(grant.grant_id)
+    assert record is not None and (record.version, record.blob) == (2, b"new")
+
+
+async def test_store_revoke_deletes_credential(store: Store) -> None:
+    """Revoking deletes the credential, marks the grant, and happens once."""
+    grant = make_grant(1)
+    await store.insert_grant(grant, cred(grant.grant_id))
+    assert await store.revoke_grant(grant.grant_id, T0)
+    assert await store.get_credential(grant.grant_id) is None
+    stored = await store.get_grant(grant.grant_id)
+    assert stored is not None and stored.status is GrantStatus.REVOKED
+    assert not await store.revoke_grant(grant.grant_id, T0)
+
+
+async def test_store_refresh_lease_excludes_others_until_expiry(store: Store) -> None:
+    """A live lease blocks other holders; an expired one can be taken over."""
+    assert await store.acquire_refresh_lease("g1", "w1", 30)
+    assert not await store.acquire_refresh_lease("g1", "w2", 30)
+    await store.release_refresh_lease("g1", "w2")  # not the holder: no effect
+    assert not await store.acquire_refresh_lease("g1", "w2", 30)
+    await store.release_refresh_lease("g1", "w1")
+    assert await store.acquire_refresh_lease("g1", "w2", -1)  # already expired
+    assert await store.acquire_refresh_lease("g1", "w3", 30)
+
+
+def make_session(n: int, expires_in: float = 600) -> SessionRecord:
+    now = datetime.now(UTC)
+    session = ConnectSession(
+        session_id=f"s{n}", owner=ALICE, allowed_providers=("github",), created_at=now,
+        expires_at=now + timedelta(seconds=expires_in),
+    )
+    return SessionRecord(session=session, token_hash=f"tok{n}")
+
+
+async def test_store_session_state_claimed_once(store: Store) -> None:
+    """An OAuth state can be claimed exactly once, and only while the session is live."""
+    await store.insert_session(make_session(1))
+    assert await store.begin_authorization("s1", provider_id="github", state_hash="st1",
+                                           verifier_blob=b"v", key_id="kek_a")
+    now = datetime.now(UTC)
+    claimed = await store.claim_state("st1", now)
+    assert claimed is not None and claimed.session.session_id == "s1"
+    assert claimed.provider_id == "github" and claimed.verifier_blob == b"v"
+    assert await store.claim_state("st1", now) is None
+    assert await store.claim_state("unknown", now) is None
+
+
+async def test_store_session_expired_state_not_claimable(store: Store) -> None:
+    """An expired session's state cannot be claimed."""
+    await store.insert_session(make_session(2, expires_in=1))
+    assert await store.begin_authorization("s2", provider_id="github", state_hash="st2",
+                                           verifier_blob=b"v", key_id="kek_a")
+    assert await store.claim_state("st2", datetime.now(UTC) + timedelta(seconds=5)) is None
+
+
+async def test_store_session_finish_records_outcome(store: Store) -> None:
+    """Finishing a session records its status and grants."""
+    await store.insert_session(make_session(3))
+    await store.finish_session("s3", ConnectSessionStatus.COMPLETED, grant_ids=["g1"])
+    record = await store.get_session("s3")
+    assert record is not None
+    assert record.session.status is ConnectSessionStatus.COMPLETED
+    assert record.session.grant_ids == ("g1",)
+    assert (await store.get_session_by_token("tok3")) == record
+
+
+async def test_store_audit_chain_appends_and_filters(store: Store) -> None:
+    """Appended audit events chain by hash and can be filtered."""
+    log = AuditLog(store)
+    for n in range(5):
+        await log.record(AuditEntry(f"a{n}", Outcome.ALLOWED if n % 2 else Outcome.DENIED,
+                                    grant_id=f"g{n % 2}"))
+    events = await store.list_audit(AuditFilter())
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert verify_chain(events, prev_hash="", expected_seq=1).ok
+    denied = await store.list_audit(AuditFilter(outcome="denied"))
+    assert [e.action for e in denied] == ["a0", "a2", "a4"]
+    assert [e.seq for e in await store.list_audit(AuditFilter(grant_id="g1"))] == [2, 4]
+
+
+async def test_store_mutation_and_audit_fail_together(store: Store) -> None:
+    """When the audit sealer fails, the mutation in the same transaction is rolled back."""
+    grant = make_grant(1)
+
+    def broken(seq: int, prev: str) -> object:
+        raise RuntimeError("audit down")
+
+    with pytest.raises(RuntimeError):
+        await store.insert_grant(grant, cred(grant.grant_id), audit=broken)  # type: ignore[arg-type]
+    assert await store.get_grant(grant.grant_id) is None
+    assert await store.get_credential(grant.grant_id) is None
+
+
+async def test_store_secret_and_api_key_round_trip(store: Store) -> None:
+    """Managed secrets and API keys are stored and read back; keys revoke once."""
+    secret = ManagedSecret(secret_id="sec1", provider_id="openai", label="prod",
+                           field_names=("api_key",), created_at=T0)
+    await store.insert_secret(secret, b"blob", "kek_a")
+    assert await store.get_secret("sec1") == (secret, b"blob")
+    assert await store.list_secrets() == [secret]
+    key = ApiKeyRecord(key_id="k1", name="ci", prefix="amk_abc", key_hash="h1", created_at=T0)
+    await store.insert_api_key(key)
+    assert await store.get_api_key_by_hash("h1") == key
+    assert await store.revoke_api_key("k1", T0)
+    assert not await store.revoke_api_key("k1", T0)
+
+
+async def test_store_blobs_not_under_and_replace(store: Store) -> None:
+    """Rotation finds blobs under old keys and swaps them only if unchanged."""
+    grant = make_grant(1, SystemPrincipal())
+    await store.insert_grant(grant, cred(grant.grant_id, key_id="kek_old", blob=b"old"))
+    secret = ManagedSecret(secret_id="sec1", provider_id="openai", label="prod",
+                           field_names=("api_key",), created_at=T0)
+    await store.insert_secret(secret, b"sblob", "kek_new")
+    refs = await store.blobs_not_under("kek_new", limit=10)
+    assert [(r.location, r.record_id) for r in refs] == [(EncryptedField.CREDENTIAL, "g000001")]
+    assert await store.replace_blob(refs[0], b"rewrapped", "kek_new")
+    assert not await store.replace_blob(refs[0], b"again", "kek_new")
+    assert await store.blobs_not_under("kek_new", limit=10) == []
+
+
+async def test_store_constraint_violation_is_typed(store: Store) -> None:
+    """A duplicate id raises StoreError, not a backend exception."""
+    await store.insert_grant(make_grant(1), None)
+    with pytest.raises(StoreError):
+        await store.insert_grant(make_grant(1), None)
