@@ -1,4 +1,4 @@
-"""The schema of a catalogue entry: how to authorize with a provider and where its credential may go.
+"""The schema of a catalogue entry: how to authorize with a provider, where its credential may go.
 
 A provider is data, not code. Its differences from plain RFC 6749 are expressed as fields here,
 plus a few named quirks (``OAuthQuirk``) that the OAuth client implements as small hooks.
@@ -10,6 +10,7 @@ import re
 import string
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -27,6 +28,7 @@ __all__ = [
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
@@ -118,9 +120,14 @@ class Injection(BaseModel):
     def placeholders(self) -> set[str]:
         """Return the credential field names this injection's templates use."""
         names: set[str] = set()
-        templates = [self.format, self.username or "", self.password or ""]
+        # Only the templates a kind actually renders count: `format` defaults to
+        # "{access_token}", which a `basic` rule over managed-secret fields never uses.
         if self.kind is InjectionKind.AWS_SIGV4:
-            templates = []
+            templates: list[str] = []
+        elif self.kind is InjectionKind.BASIC:
+            templates = [self.username or "", self.password or ""]
+        else:
+            templates = [self.format]
         for template in templates:
             for _, field_name, _, _ in string.Formatter().parse(template):
                 if field_name:
@@ -152,10 +159,16 @@ class OAuthSpec(BaseModel):
     def _https(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if not (value.startswith("https://") or value.startswith("http://127.0.0.1")
-                or value.startswith("http://localhost")):
-            raise ValueError(f"{value!r} must be an https:// URL (http only for loopback)")
-        return value
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid URL") from None
+        if not host or parts.username is not None or parts.password is not None:
+            raise ValueError(f"{value!r} must be an absolute URL with a host and no userinfo")
+        if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
+            return value
+        raise ValueError(f"{value!r} must be an https:// URL (http only for loopback)")
 
     @model_validator(mode="after")
     def _check(self) -> OAuthSpec:
