@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     idp_jwks_uri: str | None = None
     idp_audience: str | None = None
     idp_groups_claim: str = "groups"
+    # Server identity (issue 5): JWT checks, the browser login's client, the HTTP front door.
+    idp_algorithms: tuple[str, ...] = (
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    )
+    idp_leeway: float = Field(default=30.0, ge=0, le=300)
+    idp_client_id: str | None = None
+    idp_scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
+    mcp_path: str = "/mcp"
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    request_state_key: SecretStr | None = None
+    tool_body_max_chars: int = Field(default=100_000, ge=1000, le=10_000_000)
     user_token: SecretStr | None = None
     allow_insecure_http: bool = False
     connect_port: int = Field(default=8765, ge=0, le=65535)
@@ -124,7 +136,42 @@ class Settings(BaseSettings):
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError("must be an absolute http(s) URL")
-        return value.rstrip("/") if value and value.endswith("/") and value.count("/") == 3 else value
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        # The issuer keeps its exact form (it is compared with `iss`); a base URL does not.
+        return value.rstrip("/") if value else value
+
+    @field_validator("idp_algorithms", "idp_scopes", "allowed_hosts", "allowed_origins",
+                     mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        # Environment variables carry lists as "a,b,c".
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("idp_algorithms")
+    @classmethod
+    def _algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                   "ES512", "EdDSA"}
+        bad = [alg for alg in value if alg not in allowed]
+        if bad or not value:
+            raise ValueError(
+                f"unsupported JWT algorithm(s) {bad}: use asymmetric ones only "
+                f"({', '.join(sorted(allowed))}); never none or HS*"
+            )
+        return value
+
+    @field_validator("mcp_path")
+    @classmethod
+    def _mcp_path(cls, value: str) -> str:
+        if not value.startswith("/") or value == "/" or any(c in value for c in "?# "):
+            raise ValueError("must be a path such as /mcp")
+        return value.rstrip("/")
 
     @field_validator("log_level")
     @classmethod

@@ -1,3 +1,36 @@
-"""Suite-wide fixtures: the real peers (oidc-provider, httpbin, a recording listener)."""
+"""Suite-wide fixtures: real peers (oidc-provider, httpbin, a recorder) and a vault on disk."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from alter_mcp.config import Settings, load_settings
+from alter_mcp.vault import AlterVault
 
 pytest_plugins = ["tests.peers.fixtures"]
+
+
+@pytest.fixture
+def master_key() -> str:
+    """Return a fresh base64 master key."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, master_key: str) -> Settings:
+    """Return settings for a vault whose data lives in the test's temporary directory."""
+    return load_settings(
+        {"ALTER_MCP_DATA_DIR": str(tmp_path / "data"), "ALTER_MCP_MASTER_KEY": master_key}
+    )
+
+
+@pytest.fixture
+async def vault(settings: Settings) -> AsyncIterator[AlterVault]:
+    """Yield an open vault acting as the system principal."""
+    async with AlterVault(settings, caller="tests") as opened:
+        yield opened

@@ -75,8 +75,7 @@ class SQLiteStore:
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
         """Build a store from a ``sqlite:///path`` URL."""
-        return cls(url.removeprefix("sqlite:///") if url.startswith("sqlite:////") else
-                   url.removeprefix("sqlite:///"))
+        return cls(url.removeprefix("sqlite:///"))
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self._path)!r})"

@@ -1,0 +1,84 @@
+"""Configuration: environment over TOML, and errors that name the setting and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alter_mcp.config import load_settings
+from alter_mcp.errors import ConfigurationError
+
+
+def test_config_defaults_put_database_in_data_dir(tmp_path: Path) -> None:
+    """With only a data dir, the database and key file default to files inside it."""
+    s = load_settings({"ALTER_MCP_DATA_DIR": str(tmp_path)})
+    assert s.resolved_database_url == f"sqlite:///{tmp_path / 'vault.db'}"
+    assert s.resolved_key_file == tmp_path / "master.key"
+
+
+def test_config_environment_overrides_file(tmp_path: Path) -> None:
+    """An environment variable wins over the same key in the TOML file."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('connect_port = 1111\nlog_level = "debug"\n')
+    s = load_settings({"ALTER_MCP_CONFIG": str(cfg), "ALTER_MCP_CONNECT_PORT": "2222"})
+    assert s.connect_port == 2222 and s.log_level == "DEBUG"
+
+
+def test_config_provider_secret_from_env(tmp_path: Path) -> None:
+    """A provider's client secret may be named by an environment variable."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[providers.github]\nclient_id = "cid"\nclient_secret_env = "GH_SECRET"\n')
+    s = load_settings({"ALTER_MCP_CONFIG": str(cfg), "GH_SECRET": "shh-123"})
+    secret = s.providers["github"].secret({"GH_SECRET": "shh-123"})
+    assert secret is not None and secret.get_secret_value() == "shh-123"
+    assert "shh-123" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "toml", "setting"),
+    [
+        ({"ALTER_MCP_CONNECT_PORT": "abc"}, None, "ALTER_MCP_CONNECT_PORT"),
+        ({"ALTER_MCP_CONNECT_PORT": "70000"}, None, "ALTER_MCP_CONNECT_PORT"),
+        ({"ALTER_MCP_DATABASE_URL": "mysql://x"}, None, "ALTER_MCP_DATABASE_URL"),
+        ({"ALTER_MCP_LOG_LEVEL": "loud"}, None, "ALTER_MCP_LOG_LEVEL"),
+        ({"ALTER_MCP_PUBLIC_URL": "ftp://x"}, None, "ALTER_MCP_PUBLIC_URL"),
+        ({}, "connect_port = [", "ALTER_MCP_CONFIG"),
+        ({}, 'colour = "blue"', "colour"),
+        ({}, '[providers.github]\nclient_secret = "x"', "providers.github.client_id"),
+        ({}, '[providers.github]\nclient_id = "c"\nclient_secret_env = "NOPE_UNSET"',
+         "providers.github.client_secret_env"),
+        ({}, '[providers.github]\nclient_id = "c"\nclient_secret = "a"\nclient_secret_env = "B"',
+         "providers.github"),
+    ],
+)
+def test_config_invalid_setting_named(tmp_path: Path, env: dict[str, str], toml: str | None,
+                                      setting: str) -> None:
+    """Each invalid setting raises ConfigurationError naming that setting, with a fix."""
+    env = dict(env)
+    if toml is not None:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(toml)
+        env["ALTER_MCP_CONFIG"] = str(cfg)
+    with pytest.raises(ConfigurationError) as exc:
+        load_settings(env)
+    assert exc.value.setting.startswith(setting)
+    assert exc.value.hint
+
+
+def test_config_missing_file_named(tmp_path: Path) -> None:
+    """A config path that does not exist is reported with the variable that named it."""
+    with pytest.raises(ConfigurationError) as exc:
+        load_settings({"ALTER_MCP_CONFIG": str(tmp_path / "absent.toml")})
+    assert exc.value.setting == "ALTER_MCP_CONFIG"
+
+
+def test_config_bad_master_key_not_echoed(tmp_path: Path) -> None:
+    """A malformed master key is refused without echoing its value."""
+    from alter_mcp.vault import AlterVault
+
+    bad = "not-base64-at-all-but-secret-ish"
+    s = load_settings({"ALTER_MCP_DATA_DIR": str(tmp_path), "ALTER_MCP_MASTER_KEY": bad})
+    with pytest.raises(ConfigurationError) as exc:
+        AlterVault(s)
+    assert bad not in str(exc.value) and exc.value.setting == "ALTER_MCP_MASTER_KEY"

@@ -1,0 +1,46 @@
+"""The one redaction helper: by shape and by value."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from alter_mcp.redaction import REDACTED, Secret, redact, redact_headers, redact_text, redact_url
+
+TOKEN = "gho_16C7e42F292c6912E7710c838347Ae178B4a"
+
+
+def test_redaction_secret_masks_repr_and_str() -> None:
+    """A Secret never shows its value in repr, str or f-strings, and refuses pickling."""
+    s = Secret(TOKEN)
+    assert TOKEN not in repr(s) and TOKEN not in str(s) and TOKEN not in f"{s}"
+    assert s.reveal() == TOKEN and s == Secret(TOKEN)
+    with pytest.raises(TypeError):
+        pickle.dumps(s)
+
+
+def test_redaction_url_drops_userinfo_and_secret_params() -> None:
+    """Userinfo and secret query values are removed; other parameters stay."""
+    url = f"https://u:pw@api.test/x?access_token={TOKEN}&page=2&api_key=abc123&state=s1"
+    out = redact_url(url)
+    assert "pw" not in out and TOKEN not in out and "abc123" not in out and "s1" not in out
+    assert "page=2" in out and out.startswith("https://api.test/x?")
+
+
+def test_redaction_text_by_value_and_shape() -> None:
+    """Known values, bearer values and JSON token fields are replaced."""
+    text = (f'Authorization: Bearer {TOKEN} and "refresh_token": "rt-999" '
+            f"and raw value xyzsecret9 here")
+    out = redact_text(text, ["xyzsecret9"])
+    assert TOKEN not in out and "rt-999" not in out and "xyzsecret9" not in out
+    assert out.count(REDACTED) == 3
+
+
+def test_redaction_headers_and_nested_values() -> None:
+    """Sensitive headers and nested structures are redacted."""
+    assert redact_headers({"Authorization": "Bearer x", "Accept": "json"}) == {
+        "Authorization": REDACTED, "Accept": "json"}
+    nested = {"a": [f"token is {TOKEN}"], "client_secret": "cs-1", "n": 3}
+    out = redact(nested, [TOKEN])
+    assert out == {"a": [f"token is {REDACTED}"], "client_secret": REDACTED, "n": 3}
