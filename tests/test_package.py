@@ -23,6 +23,7 @@ LAYERS = {
     "identity": 3,
     "policy": 3,
     "audit": 3,
+    "audit_export": 3,
     "managed": 3,
     "apikeys": 3,
     "jwt": 3,
