@@ -1,0 +1,230 @@
+"""The caller's view of a provider answer: status, safe headers, and a decoded, scrubbed body.
+
+Only allow-listed response headers are kept (never ``Set-Cookie``; ``WWW-Authenticate`` only in
+parsed form). The body becomes JSON when it is JSON, text when it is text (decoded with its
+charset), and otherwise a summary (content type, size, SHA-256). Every string that reaches the
+caller passes :func:`alter_mcp.redaction.redact_text` with every known form of the credential,
+so a provider echoing the token (``/headers`` does) shows ``[redacted]`` instead.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from alter_mcp.proxy.answer import AuthChallenge, parse_challenges
+from alter_mcp.redaction import REDACTED, redact_text, redact_url
+
+__all__ = [
+    "SAFE_HEADERS",
+    "BodyKind",
+    "ProxyResult",
+    "RedirectReason",
+    "UnfollowedRedirect",
+    "build_result",
+    "decode_body",
+    "scrub",
+]
+
+BodyKind = Literal["json", "text", "binary", "empty"]
+RedirectReason = Literal["cross_origin", "invalid_location", "too_many_redirects"]
+
+#: Response headers a caller may see (lowercase); anything else is dropped.
+SAFE_HEADERS = frozenset({
+    "accept-ranges", "age", "cache-control", "content-disposition", "content-language",
+    "content-length", "content-range", "content-type", "date", "deprecation", "etag",
+    "expires", "last-modified", "link", "location", "request-id", "retry-after", "sunset",
+    "vary", "x-accepted-oauth-scopes", "x-amz-request-id", "x-amzn-requestid",
+    "x-github-request-id", "x-oauth-scopes", "x-request-id", "x-total-count",
+})
+_SAFE_PREFIXES = ("x-ratelimit-", "x-rate-limit-", "ratelimit")
+# The same keys redact_text's JSON rule covers, applied to parsed JSON.
+_SECRET_JSON_KEYS = frozenset({
+    "access_token", "api_key", "client_secret", "id_token", "password", "refresh_token",
+    "secret",
+})
+_TEXT_TYPES = frozenset({
+    "application/ecmascript", "application/graphql", "application/javascript",
+    "application/x-ndjson", "application/x-www-form-urlencoded", "application/x-yaml",
+    "application/xml", "application/yaml",
+})
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class UnfollowedRedirect:
+    """A redirect returned to the caller instead of being followed with the credential."""
+
+    location: str
+    reason: RedirectReason
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyResult:
+    """A provider's answer as the caller may see it: nothing in it carries the credential."""
+
+    status: int
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: Any
+    body_kind: BodyKind
+    truncated: bool
+    size: int
+    redirects: tuple[str, ...] = ()
+    unfollowed_redirect: UnfollowedRedirect | None = None
+    challenges: tuple[AuthChallenge, ...] = ()
+    elapsed_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Return True for a 2xx status."""
+        return 200 <= self.status < 300
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as JSON-ready data for a tool result."""
+        unfollowed = self.unfollowed_redirect
+        return {
+            "status": self.status,
+            "ok": self.ok,
+            "method": self.method,
+            "url": self.url,
+            "headers": dict(self.headers),
+            "body_kind": self.body_kind,
+            "body": self.body,
+            "truncated": self.truncated,
+            "size": self.size,
+            "redirects": list(self.redirects),
+            "redirect_not_followed": (
+                {"location": unfollowed.location, "reason": unfollowed.reason}
+                if unfollowed else None
+            ),
+            "auth_challenges": [c.to_dict() for c in self.challenges],
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
+
+
+def scrub(value: Any, secrets: Sequence[str]) -> Any:
+    """Return a parsed JSON value with every credential form and secret-named field redacted."""
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            name = redact_text(key, secrets) if isinstance(key, str) else key
+            secret_key = isinstance(key, str) and key.lower() in _SECRET_JSON_KEYS
+            out[name] = REDACTED if secret_key and isinstance(item, str) and item else scrub(
+                item, secrets)
+        return out
+    if isinstance(value, list):
+        return [scrub(item, secrets) for item in value]
+    return value
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _decode_text(data: bytes, content_type: str | None, *, truncated: bool) -> str:
+    match = _CHARSET.search(content_type or "")
+    charset = match.group(1) if match else "utf-8"
+    try:
+        decoder = codecs.getincrementaldecoder(charset)(errors="replace")
+    except LookupError:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # final=False when truncated: a character cut in half is dropped, not shown as U+FFFD.
+    return decoder.decode(data, final=not truncated)
+
+
+def decode_body(data: bytes, content_type: str | None, *, truncated: bool) -> tuple[BodyKind, Any]:
+    """Return the body as ("json", value), ("text", str), ("binary", summary) or ("empty", None)."""
+    if not data:
+        return "empty", None
+    media = _media_type(content_type)
+    is_json = media in ("application/json", "text/json") or media.endswith("+json")
+    textual = is_json or media.startswith("text/") or media in _TEXT_TYPES or media.endswith(
+        "+xml")
+    if not media:
+        try:
+            text = data.decode("utf-8") if not truncated else _decode_text(data, None,
+                                                                           truncated=True)
+            textual = "\x00" not in text
+            is_json = textual and text.lstrip()[:1] in ("{", "[")
+        except UnicodeDecodeError:
+            textual = False
+    if not textual:
+        summary = {"content_type": content_type, "size": len(data),
+                   "sha256": hashlib.sha256(data).hexdigest()}
+        return "binary", summary
+    text = _decode_text(data, content_type, truncated=truncated)
+    if is_json and not truncated:
+        try:
+            return "json", json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+    return "text", text
+
+
+def _safe_headers(
+    raw: Sequence[tuple[str, str]], secrets: Sequence[str], query_names: frozenset[str],
+) -> dict[str, str]:
+    grouped: dict[str, list[str]] = {}
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in SAFE_HEADERS or lowered.startswith(_SAFE_PREFIXES):
+            grouped.setdefault(lowered, []).append(value)
+    safe = {}
+    for name, values in grouped.items():
+        joined = ", ".join(values)
+        if name == "location":
+            joined = redact_url(joined, secrets, params=query_names)
+        safe[name] = redact_text(joined, secrets)
+    return safe
+
+
+def build_result(
+    *,
+    status: int,
+    method: str,
+    url: str,
+    raw_headers: Sequence[tuple[str, str]],
+    data: bytes,
+    truncated: bool,
+    secrets: Sequence[str],
+    query_names: frozenset[str] = frozenset(),
+    redirects: Sequence[str] = (),
+    unfollowed: tuple[str, RedirectReason] | None = None,
+    elapsed_ms: float = 0.0,
+) -> ProxyResult:
+    """Return the caller's view of a provider answer, with every credential form scrubbed."""
+    content_type = next((v for k, v in raw_headers if k.lower() == "content-type"), None)
+    kind, body = decode_body(data, content_type, truncated=truncated)
+    try:
+        body = scrub(body, secrets) if kind != "binary" else body
+    except RecursionError:
+        kind, body = "text", redact_text(_decode_text(data, content_type, truncated=truncated),
+                                         secrets)
+    challenges = tuple(
+        AuthChallenge(
+            scheme=c.scheme,
+            params={k: redact_text(v, secrets) for k, v in c.params.items()},
+            token68=redact_text(c.token68, secrets) if c.token68 is not None else None,
+        )
+        for c in parse_challenges(v for k, v in raw_headers if k.lower() == "www-authenticate")
+    )
+    redirect = None
+    if unfollowed is not None:
+        location = redact_text(redact_url(unfollowed[0], secrets, params=query_names), secrets)
+        redirect = UnfollowedRedirect(location=location, reason=unfollowed[1])
+    return ProxyResult(
+        status=status, method=method, url=redact_text(url, secrets),
+        headers=_safe_headers(raw_headers, secrets, query_names), body=body, body_kind=kind,
+        truncated=truncated, size=len(data),
+        redirects=tuple(redact_text(u, secrets) for u in redirects),
+        unfollowed_redirect=redirect, challenges=challenges, elapsed_ms=elapsed_ms,
+    )
