@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -154,7 +155,6 @@ class Rule(BaseModel):
     time_window: TimeWindow | None = None
     rate_limit: RateLimit | None = None
     require_approval: bool = False
-
     @field_validator("methods")
     @classmethod
     def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -303,24 +303,55 @@ def _param_ok(check: ParamCheck, body: Any) -> tuple[bool, str]:
     return passed, describe
 
 
-def _glob_any(value: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+class _Globs(NamedTuple):
+    deny_hosts: re.Pattern[str] | None
+    allow_hosts: re.Pattern[str] | None
+    deny_paths: re.Pattern[str] | None
+    allow_paths: re.Pattern[str] | None
+
+
+#: Compiled globs per rule object. Holding the rule keeps its id from being reused; the
+#: cache is bounded, so an evicted rule is simply compiled again.
+_COMPILED: OrderedDict[int, tuple[Rule, _Globs]] = OrderedDict()
+_COMPILED_MAX = 20_000
+
+
+def _pattern(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
+def _globs(rule: Rule) -> _Globs:
+    hit = _COMPILED.get(id(rule))
+    if hit is not None and hit[0] is rule:
+        return hit[1]
+    globs = _Globs(_pattern(rule.deny_hosts), _pattern(rule.allow_hosts),
+                   _pattern(rule.deny_paths), _pattern(rule.allow_paths))
+    _COMPILED[id(rule)] = (rule, globs)
+    if len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return globs
+
+
+def _matches(pattern: re.Pattern[str] | None, value: str) -> bool | None:
+    return None if pattern is None else pattern.fullmatch(value) is not None
 
 
 def _check_rule(rule: Rule, request: PolicyRequest, now: datetime,
-                usage: Mapping[str, int]) -> str | None:
+                usage: Mapping[str, int], method: str, host: str, path: str) -> str | None:
     """Return why ``rule`` denies the request, or None when it passes."""
-    if rule.methods and request.method.upper() not in rule.methods:
+    if rule.methods and method not in rule.methods:
         allowed = ", ".join(rule.methods)
-        return f"method {request.method.upper()} is not allowed (allowed: {allowed})"
-    host, path = request.host.lower(), request.path or "/"
-    if rule.deny_hosts and _glob_any(host, rule.deny_hosts):
+        return f"method {method} is not allowed (allowed: {allowed})"
+    globs = _globs(rule)
+    if _matches(globs.deny_hosts, host):
         return f"host {host} is denied"
-    if rule.allow_hosts and not _glob_any(host, rule.allow_hosts):
+    if _matches(globs.allow_hosts, host) is False:
         return f"host {host} is not in the allowed hosts"
-    if rule.deny_paths and _glob_any(path, rule.deny_paths):
+    if _matches(globs.deny_paths, path):
         return f"path {path} is denied"
-    if rule.allow_paths and not _glob_any(path, rule.allow_paths):
+    if _matches(globs.allow_paths, path) is False:
         return f"path {path} is not in the allowed paths"
     for check in rule.params:
         passed, why = _param_ok(check, request.body)
@@ -347,11 +378,12 @@ def evaluate(request: PolicyRequest, rules: Sequence[Rule], *, now: datetime,
     approvals: list[str] = []
     current = "policy"
     try:
+        method, host, path = request.method.upper(), request.host.lower(), request.path or "/"
         for rule in rules:
             current = rule.name
             if not rule.targets(request):
                 continue
-            why = _check_rule(rule, request, now, counts)
+            why = _check_rule(rule, request, now, counts, method, host, path)
             if why is not None:
                 return Decision(False, rule.name, why)
             if rule.require_approval:

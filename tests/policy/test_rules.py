@@ -128,7 +128,9 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], dict[str, int], boo
                                  "methods": ["POST"]}], {}, {}, True, None, ""),
     ("approval required", [{"require_approval": True}], {}, {}, True, None, ""),
     ("malformed request fails closed", [{"allow_hosts": ["*"]}], {"host": None}, {}, False,
-     "r", "evaluation failed"),
+     "policy", "evaluation failed"),
+    ("malformed body fails closed", [{"params": [{"path": "amount", "op": "gt", "value": 1}]}],
+     {"body": {"amount": float("nan")}}, {}, False, "r", "amount"),
 ]
 
 
