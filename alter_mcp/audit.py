@@ -97,8 +97,8 @@ class AuditLog:
             "caller_type": ident.caller_type.value if ident else None,
             "mcp_client": ident.mcp_client if ident else None,
             "principal": ident.principal.key if ident else None,
-            "tool": entry.tool,
-            "request_id": entry.request_id,
+            "tool": entry.tool or (ident.tool if ident else None),
+            "request_id": entry.request_id or (ident.request_id if ident else None),
             "grant_id": entry.grant_id,
             "provider_id": entry.provider_id,
             "method": entry.method,
@@ -111,9 +111,15 @@ class AuditLog:
             "detail": redact(entry.detail, known),
         }
 
+        # Validate and serialise once, outside the store's transaction; sealing then only
+        # fills in the chain position and hashes.
+        base = AuditEvent(seq=0, prev_hash="", hash="", **fields)
+        payload = _payload(base)
+
         def seal(seq: int, prev_hash: str) -> AuditEvent:
-            draft = AuditEvent(seq=seq, prev_hash=prev_hash, hash="", **fields)
-            return draft.model_copy(update={"hash": event_hash(prev_hash, _payload(draft))})
+            payload["seq"], payload["prev_hash"] = seq, prev_hash
+            digest = event_hash(prev_hash, payload)
+            return base.model_copy(update={"seq": seq, "prev_hash": prev_hash, "hash": digest})
 
         return seal
 

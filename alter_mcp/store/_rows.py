@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -50,11 +51,17 @@ def grant_params(g: Grant) -> tuple[Any, ...]:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _owner(data: str) -> Any:
+    # Principals are immutable, and a handful of owners own most grants: parse each once.
+    return _PRINCIPAL.validate_json(data)
+
+
 def grant(row: Row) -> Grant:
     """Build a grant from its row."""
     return Grant(
         grant_id=row["grant_id"], kind=row["kind"], provider_id=row["provider_id"],
-        owner=_PRINCIPAL.validate_json(row["owner"]),
+        owner=_owner(row["owner"]),
         account_identifier=row["account_identifier"], label=row["label"],
         scopes=tuple(json.loads(row["scopes"])), status=row["status"],
         secret_id=row["secret_id"], created_at=_dt(row["created_at"]),
