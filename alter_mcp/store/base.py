@@ -103,6 +103,8 @@ class AuditFilter:
     grant_id: str | None = None
     provider_id: str | None = None
     outcome: str | None = None
+    action: str | None = None
+    caller: str | None = None
     after_seq: int = 0
     limit: int = 1000
 

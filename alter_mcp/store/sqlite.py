@@ -517,7 +517,9 @@ class SQLiteStore:
         clauses: list[str] = ["seq > ?"]
         params: list[Any] = [flt.after_seq]
         for column, value in (("principal", flt.principal), ("grant_id", flt.grant_id),
-                              ("provider_id", flt.provider_id), ("outcome", flt.outcome)):
+                              ("provider_id", flt.provider_id), ("outcome", flt.outcome),
+                              ("action", flt.action),
+                              ("json_extract(data, '$.caller')", flt.caller)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)

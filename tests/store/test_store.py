@@ -232,3 +232,18 @@ async def test_store_constraint_violation_is_typed(store: Store) -> None:
     await store.insert_grant(make_grant(1), None)
     with pytest.raises(StoreError):
         await store.insert_grant(make_grant(1), None)
+
+
+async def test_store_audit_filters_by_action_and_caller(store: Store) -> None:
+    """Audit events can be selected by action and by caller name."""
+    from alter_mcp.models import CallerType, Identity
+
+    log = AuditLog(store)
+    bot = Identity(principal=SystemPrincipal(), caller="bot", caller_type=CallerType.AGENT)
+    await log.record(AuditEntry("request", Outcome.ALLOWED, identity=bot))
+    await log.record(AuditEntry("grant.list", Outcome.ALLOWED, identity=bot))
+    await log.record(AuditEntry("request", Outcome.ALLOWED))
+    assert [e.seq for e in await store.list_audit(AuditFilter(action="request"))] == [1, 3]
+    assert [e.seq for e in await store.list_audit(AuditFilter(caller="bot"))] == [1, 2]
+    assert [e.seq for e in await store.list_audit(AuditFilter(action="request",
+                                                              caller="bot"))] == [1]
