@@ -136,6 +136,9 @@ class Identity(BaseModel):
     caller: str | None = None
     caller_type: CallerType = CallerType.AGENT
     mcp_client: str | None = None
+    #: The MCP tool and request this call serves (set per request by the server; audited).
+    tool: str | None = None
+    request_id: str | None = None
 
     @classmethod
     def system(cls, *, caller: str | None = None, caller_type: CallerType = CallerType.AGENT,
