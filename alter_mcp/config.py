@@ -75,7 +75,8 @@ class Settings(BaseSettings):
 
     config: Path | None = None
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("alter-mcp")))
-    database_url: str | None = None
+    # repr=False: a PostgreSQL URL may carry a password.
+    database_url: str | None = Field(default=None, repr=False)
     master_key: SecretStr | None = None
     previous_keys: SecretStr | None = None
     key_file: Path | None = None
@@ -105,6 +106,7 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0, le=600)
     response_max_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     log_level: str = "INFO"
+    policy_file: Path | None = None
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     catalog: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

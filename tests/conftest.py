@@ -12,7 +12,7 @@ import pytest
 from alter_mcp.config import Settings, load_settings
 from alter_mcp.vault import AlterVault
 
-pytest_plugins = ["tests.peers.fixtures"]
+pytest_plugins = ["tests.peers.fixtures", "tests.peers.postgres"]
 
 
 @pytest.fixture

@@ -32,11 +32,9 @@ def open_store(url: str) -> Store:
 
         return SQLiteStore.from_url(url)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigurationError(
-            "The PostgreSQL store is not available in this version.",
-            setting="ALTER_MCP_DATABASE_URL",
-            hint="Use a sqlite:/// URL for now.",
-        )
+        from alter_mcp.store.postgres import PostgresStore
+
+        return PostgresStore.from_url(url)
     raise ConfigurationError(
         f"Unsupported database URL scheme in {url.split(':', 1)[0]!r}.",
         setting="ALTER_MCP_DATABASE_URL",

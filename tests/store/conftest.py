@@ -1,4 +1,8 @@
-"""The store suite runs against every backend listed in ``BACKENDS``."""
+"""The store suite runs against every backend listed in ``BACKENDS``.
+
+The PostgreSQL backend runs on a private throwaway cluster (``tests.peers.postgres``), started
+once per session on first use, with a fresh database per test.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ import pytest
 
 from alter_mcp.store import Store
 from alter_mcp.store.sqlite import SQLiteStore
+from tests.peers.postgres import postgres_cluster, postgres_url
 
-BACKENDS = ["sqlite"]
+__all__ = ["BACKENDS", "postgres_cluster", "postgres_url", "store"]
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.peers)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -19,6 +26,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     backend: Store
     if request.param == "sqlite":
         backend = SQLiteStore(tmp_path / "vault.db")
+    elif request.param == "postgres":
+        from alter_mcp.store.postgres import PostgresStore
+
+        backend = PostgresStore(request.getfixturevalue("postgres_url"))
     else:  # pragma: no cover - more backends join here
         raise AssertionError(request.param)
     await backend.open()
