@@ -1,0 +1,308 @@
+"""The provider side of OAuth: token exchange, refresh, RFC 7009 revocation, account identity.
+
+Provider differences are catalogue data (client authentication, scope separator, account
+source) plus the named quirks of :class:`OAuthQuirk`, each handled by one small hook below.
+HTTP and protocol failures are translated here, once, into :class:`TokenEndpointError`
+(RFC 6749 §5.2 error code in ``error``) or :class:`ProviderAPIError`; no message carries a
+token, code, verifier or client secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote_plus
+
+import httpx2
+import jwt
+
+from alter_mcp.errors import ConfigurationError, ProviderAPIError
+from alter_mcp.oauth.clients import OAuthClientConfig
+from alter_mcp.oauth.tokens import TokenSet, split_scopes
+from alter_mcp.providers.schema import (
+    AccountSource,
+    OAuthQuirk,
+    OAuthSpec,
+    Provider,
+    TokenEndpointAuth,
+)
+from alter_mcp.redaction import Secret, redact_text
+
+__all__ = ["InvalidGrantError", "OAuthHttp", "TokenEndpointError", "TokenResponse"]
+
+_MAX_DESCRIPTION = 200
+_SECRET_KEYS = frozenset({"access_token", "refresh_token", "id_token"})
+
+
+class TokenEndpointError(ProviderAPIError):
+    """The provider's token or revocation endpoint answered with an OAuth error."""
+
+    code = "token_endpoint_error"
+    error: ClassVar[str] = "server_error"
+
+    def __init__(self, message: str, *, provider_id: str, error: str,
+                 status: int | None = None) -> None:
+        super().__init__(message, status=status, provider_id=provider_id, oauth_error=error)
+        self.oauth_error = error
+
+
+class InvalidGrantError(TokenEndpointError):
+    """The refresh token or code is invalid, expired, revoked or reused (RFC 6749 §5.2)."""
+
+    code = "invalid_grant"
+    error = "invalid_grant"
+
+
+class TokenResponse:
+    """A parsed token response: the token set and the account identifier it names, if any."""
+
+    __slots__ = ("account", "tokens")
+
+    def __init__(self, tokens: TokenSet, account: str | None) -> None:
+        self.tokens = tokens
+        self.account = account
+
+    def __repr__(self) -> str:
+        return f"TokenResponse(account={self.account!r}, expires_at={self.tokens.expires_at})"
+
+
+def _spec(provider: Provider) -> OAuthSpec:
+    if provider.oauth is None:
+        raise ConfigurationError(f"Provider {provider.id!r} has no OAuth endpoints.",
+                                 setting=f"catalog.{provider.id}.oauth")
+    return provider.oauth
+
+
+def _dotted(data: Mapping[str, Any], path: str) -> str | None:
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+        return str(value)
+    return None
+
+
+def _parse_body(response: httpx2.Response) -> dict[str, Any]:
+    """Parse JSON, or form-encoded when the provider says so (GitHub without Accept)."""
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    text = response.text
+    if kind == "application/x-www-form-urlencoded" or (kind == "text/plain" and "=" in text
+                                                      and not text.lstrip().startswith("{")):
+        return dict(parse_qsl(text, keep_blank_values=True))
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class OAuthHttp:
+    """Speak to a provider's token, revocation and userinfo endpoints over an injected client."""
+
+    def __init__(self, http: httpx2.AsyncClient, *, timeout: float) -> None:
+        self._http = http
+        self._timeout = timeout
+
+    # -- requests ---------------------------------------------------------------------------
+    def _auth(
+        self, spec: OAuthSpec, client: OAuthClientConfig, body: dict[str, str],
+        headers: dict[str, str],
+    ) -> None:
+        """Add client authentication to the body or the Basic header, as the catalogue says."""
+        method = spec.token_endpoint_auth
+        if method is TokenEndpointAuth.NONE or client.client_secret is None:
+            if method is not TokenEndpointAuth.NONE:
+                raise ConfigurationError(
+                    f"Provider {client.provider_id!r} needs a client secret "
+                    f"({method.value}) and none is configured.",
+                    setting=f"providers.{client.provider_id}.client_secret",
+                    hint="Set client_secret or client_secret_env for this provider.",
+                )
+            body["client_id"] = client.client_id
+        elif method is TokenEndpointAuth.CLIENT_SECRET_BASIC:
+            pair = f"{quote_plus(client.client_id)}:{quote_plus(client.client_secret.reveal())}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            body["client_id"] = client.client_id
+            body["client_secret"] = client.client_secret.reveal()
+
+    async def _post(
+        self, provider: Provider, client: OAuthClientConfig, url: str, body: dict[str, str],
+        *, what: str, secrets: Iterable[str | Secret],
+    ) -> tuple[httpx2.Response, dict[str, Any]]:
+        spec = _spec(provider)
+        headers = {"Accept": "application/json"}
+        self._auth(spec, client, body, headers)
+        kwargs: dict[str, Any] = {"data": body}
+        if OAuthQuirk.JSON_TOKEN_REQUEST in spec.quirks:
+            kwargs = {"json": body}
+        try:
+            response = await self._http.post(url, headers=headers, timeout=self._timeout,
+                                             follow_redirects=False, **kwargs)
+        except httpx2.HTTPError as exc:
+            raise ProviderAPIError(
+                f"The {what} endpoint of {provider.id!r} could not be reached "
+                f"({type(exc).__name__}).",
+                provider_id=provider.id, hint="Check the network and retry.",
+            ) from None
+        data = _parse_body(response)
+        failed = response.status_code >= 400 or "error" in data
+        if OAuthQuirk.OK_FALSE_ERRORS in spec.quirks and data.get("ok") is False:
+            failed = True
+        if failed:
+            raise self._error(provider, response, data, what, secrets, client)
+        return response, data
+
+    @staticmethod
+    def _error(
+        provider: Provider, response: httpx2.Response, data: Mapping[str, Any], what: str,
+        secrets: Iterable[str | Secret], client: OAuthClientConfig,
+    ) -> TokenEndpointError:
+        code = str(data.get("error") or f"http_{response.status_code}")[:64]
+        known = [*secrets, *([client.client_secret] if client.client_secret else [])]
+        description = redact_text(str(data.get("error_description") or ""), known)
+        detail = f": {description[:_MAX_DESCRIPTION]}" if description else ""
+        cls = InvalidGrantError if code == "invalid_grant" else TokenEndpointError
+        return cls(
+            f"The {what} endpoint of {provider.id!r} refused the request "
+            f"(HTTP {response.status_code}, {redact_text(code, known)}){detail}.",
+            provider_id=provider.id, error=code, status=response.status_code,
+        )
+
+    # -- token responses ----------------------------------------------------------------------
+    def parse_tokens(
+        self, provider: Provider, client: OAuthClientConfig, data: Mapping[str, Any], *,
+        now: datetime, requested: tuple[str, ...],
+    ) -> TokenResponse:
+        """Build the token set from a token response, applying the provider's quirks."""
+        spec = _spec(provider)
+        body: Mapping[str, Any] = data
+        if OAuthQuirk.SLACK_AUTHED_USER in spec.quirks and isinstance(
+                data.get("authed_user"), Mapping) and data["authed_user"].get("access_token"):
+            body = data["authed_user"]
+        access = body.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise TokenEndpointError(
+                f"The token endpoint of {provider.id!r} answered without an access token.",
+                provider_id=provider.id, error="invalid_response",
+            )
+        expires_at = None
+        expires_in = body.get("expires_in")
+        if OAuthQuirk.NO_EXPIRY not in spec.quirks and expires_in not in (None, ""):
+            try:
+                expires_at = now + timedelta(seconds=max(0.0, float(str(expires_in))))
+            except ValueError:
+                expires_at = None
+        granted = split_scopes(body.get("scope"), spec.scope_separator) or requested
+        extras = {}
+        if OAuthQuirk.INSTANCE_URL in spec.quirks and isinstance(data.get("instance_url"), str):
+            extras["instance_url"] = str(data["instance_url"])
+        tokens = TokenSet(
+            access_token=Secret(access), obtained_at=now,
+            refresh_token=Secret(str(body["refresh_token"])) if body.get("refresh_token")
+            else None,
+            id_token=Secret(str(data["id_token"])) if data.get("id_token") else None,
+            token_type=str(body.get("token_type") or "Bearer"), expires_at=expires_at,
+            scopes=granted, requested_scopes=requested, extras=extras,
+        )
+        return TokenResponse(tokens, self._account_from_response(spec, client, data))
+
+    @staticmethod
+    def _account_from_response(
+        spec: OAuthSpec, client: OAuthClientConfig, data: Mapping[str, Any]
+    ) -> str | None:
+        if spec.account_source is AccountSource.TOKEN_RESPONSE:
+            public = {k: v for k, v in data.items() if k not in _SECRET_KEYS}
+            return _dotted(public, spec.account_field)
+        if spec.account_source is AccountSource.ID_TOKEN and isinstance(data.get("id_token"), str):
+            # Received straight from the token endpoint over TLS, so the signature check may
+            # be skipped (OIDC Core 3.1.3.7); the audience must still be this client.
+            try:
+                claims = jwt.decode(str(data["id_token"]), options={"verify_signature": False})
+            except jwt.PyJWTError:
+                return None
+            audience = claims.get("aud")
+            audiences = audience if isinstance(audience, list) else [audience]
+            if client.client_id not in audiences:
+                return None
+            return _dotted(claims, spec.account_field)
+        return None
+
+    # -- grant types --------------------------------------------------------------------------
+    async def exchange_code(
+        self, provider: Provider, client: OAuthClientConfig, *, code: Secret,
+        verifier: Secret | None, redirect_uri: str, requested: tuple[str, ...], now: datetime,
+    ) -> TokenResponse:
+        """Exchange an authorization code (and PKCE verifier) for tokens."""
+        spec = _spec(provider)
+        body = {"grant_type": "authorization_code", "code": code.reveal(),
+                "redirect_uri": redirect_uri}
+        if verifier is not None:
+            body["code_verifier"] = verifier.reveal()
+        known = [code, *([verifier] if verifier else [])]
+        _, data = await self._post(provider, client, spec.token_url, body, what="token",
+                                   secrets=known)
+        response = self.parse_tokens(provider, client, data, now=now, requested=requested)
+        if spec.account_source is AccountSource.USERINFO:
+            response.account = await self.userinfo_account(provider, response.tokens)
+        return response
+
+    async def refresh(
+        self, provider: Provider, client: OAuthClientConfig, tokens: TokenSet, *,
+        now: datetime,
+    ) -> TokenSet:
+        """Redeem the refresh token; return the new set completed by the old one."""
+        if tokens.refresh_token is None:
+            raise InvalidGrantError(
+                f"The grant's token for {provider.id!r} expired and no refresh token was issued.",
+                provider_id=provider.id, error="invalid_grant",
+            )
+        body = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token.reveal()}
+        _, data = await self._post(provider, client, _spec(provider).token_url, body,
+                                   what="token", secrets=tokens.secrets())
+        fresh = self.parse_tokens(provider, client, data, now=now,
+                                  requested=tokens.requested_scopes)
+        return tokens.after_refresh(fresh.tokens)
+
+    async def revoke(
+        self, provider: Provider, client: OAuthClientConfig, token: Secret, *, hint: str
+    ) -> None:
+        """Revoke one token at the provider's RFC 7009 endpoint."""
+        url = _spec(provider).revocation_url
+        if url is None:
+            raise ConfigurationError(f"Provider {provider.id!r} has no revocation endpoint.",
+                                     setting=f"catalog.{provider.id}.oauth.revocation_url")
+        body = {"token": token.reveal(), "token_type_hint": hint}
+        await self._post(provider, client, url, body, what="revocation", secrets=[token])
+
+    async def userinfo_account(self, provider: Provider, tokens: TokenSet) -> str | None:
+        """Return the account identifier read from the provider's userinfo endpoint."""
+        spec = _spec(provider)
+        if spec.userinfo_url is None:
+            return None
+        token = tokens.access_token.reveal()
+        try:
+            if OAuthQuirk.USERINFO_POST in spec.quirks:
+                response = await self._http.post(
+                    spec.userinfo_url, data={"access_token": token}, timeout=self._timeout,
+                    headers={"Accept": "application/json"}, follow_redirects=False)
+            else:
+                response = await self._http.get(
+                    spec.userinfo_url, timeout=self._timeout, follow_redirects=False,
+                    headers={"Accept": "application/json", "Authorization": f"Bearer {token}"})
+        except httpx2.HTTPError as exc:
+            raise ProviderAPIError(
+                f"The userinfo endpoint of {provider.id!r} could not be reached "
+                f"({type(exc).__name__}).", provider_id=provider.id,
+            ) from None
+        if response.status_code >= 400:
+            raise ProviderAPIError(
+                f"The userinfo endpoint of {provider.id!r} answered HTTP {response.status_code}.",
+                status=response.status_code, provider_id=provider.id,
+            )
+        return _dotted(_parse_body(response), spec.account_field)
