@@ -1,10 +1,15 @@
-"""httpbin under gunicorn: a provider-API stand-in (``/headers``, ``/bearer``, ``/redirect-to``)."""
+"""httpbin under gunicorn: a provider-API stand-in (``/headers``, ``/bearer``, ``/redirect-to``).
+
+httpbin runs from its own virtual environment (``scripts/install-peers`` makes it at
+``tests/peers/httpbin/.venv``): it pins greenlet<3 on Python 3.11, which the test suite's
+Playwright cannot share. It is a peer server, not a dependency of ours.
+"""
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
+import subprocess
+from pathlib import Path
 from types import TracebackType
 
 from tests.peers.process import PeerProcess
@@ -15,19 +20,21 @@ __all__ = ["HttpbinPeer"]
 _LISTENING = re.compile(r"Listening at: http://[^\s:]+:(\d+)")
 
 
+HTTPBIN_PYTHON = Path(__file__).parent / "httpbin" / ".venv" / "bin" / "python"
+
+
 def _gunicorn_extra_args() -> list[str]:
     """gunicorn >= 24 opens a control socket at ~/.gunicorn/gunicorn.ctl, shared by all
     instances of a user: turn it off when this gunicorn knows the setting."""
-    try:
-        config = importlib.import_module("gunicorn.config")  # untyped package
-    except ImportError:  # pragma: no cover - reported by the process start instead
-        return []
-    names = {setting.name for setting in config.KNOWN_SETTINGS}
-    return ["--no-control-socket"] if "control_socket_disable" in names else []
+    probe = subprocess.run(
+        [str(HTTPBIN_PYTHON), "-c", "import gunicorn.config as c;"
+         "print('control_socket_disable' in {s.name for s in c.KNOWN_SETTINGS})"],
+        capture_output=True, text=True, timeout=30, check=False)
+    return ["--no-control-socket"] if probe.stdout.strip() == "True" else []
 
 
 class HttpbinPeer:
-    """``python -m gunicorn -b HOST:0 -w 1 httpbin:app`` with the running interpreter."""
+    """``python -m gunicorn -b HOST:0 -w 1 httpbin:app`` from httpbin's own environment."""
 
     def __init__(self, host: str = "127.0.0.1", *, startup_timeout: float = 20.0) -> None:
         self.host = host
@@ -38,8 +45,10 @@ class HttpbinPeer:
     def start(self) -> HttpbinPeer:
         if self.process is not None:
             raise RuntimeError("already started")
+        if not HTTPBIN_PYTHON.exists():
+            raise RuntimeError(f"{HTTPBIN_PYTHON} is missing: run scripts/install-peers")
         argv = [
-            sys.executable, "-m", "gunicorn", "-b", f"{self.host}:0", "-w", "1",
+            str(HTTPBIN_PYTHON), "-m", "gunicorn", "-b", f"{self.host}:0", "-w", "1",
             "--graceful-timeout", "2", "--timeout", "30", *_gunicorn_extra_args(), "httpbin:app",
         ]
         self.process = PeerProcess(argv, name="httpbin")
