@@ -178,7 +178,12 @@ class ConnectFlow:
                 raise refuse("foreign_state")
             provider = ctx.oauth_provider(str(record.provider_id))
             iss = params.get("iss")
-            if iss is not None and not issuer_matches(provider, iss):
+            assert provider.oauth is not None
+            expected = provider.oauth.issuer
+            if expected is not None and iss is None:
+                raise refuse("issuer_missing")
+            if iss is not None and (iss != expected if expected is not None
+                                    else not issuer_matches(provider, iss)):
                 raise refuse("issuer_mismatch")
             if params.get("error"):
                 raise self._provider_refused(params)

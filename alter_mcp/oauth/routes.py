@@ -36,7 +36,8 @@ _HEADERS = {
 }
 _STATUS = {
     "unknown_link": 404, "expired": 410, "used": 409, "unknown_state": 400, "replayed": 409,
-    "foreign_state": 403, "issuer_mismatch": 400, "access_denied": 403, "provider_error": 502,
+    "foreign_state": 403, "issuer_mismatch": 400, "issuer_missing": 400,
+    "access_denied": 403, "provider_error": 502,
     "provider_not_allowed": 400, "missing_code": 400, "account_mismatch": 409,
     "grant_unavailable": 410, "exchange_failed": 502,
 }

@@ -167,6 +167,9 @@ def refuse(reason: str) -> ConnectFlowError:
         "issuer_mismatch": ("The authorization response came from an unexpected server.",
                             "Start again from the connect link; do not follow links from "
                             "elsewhere."),
+        "issuer_missing": ("The authorization response did not say which server sent it.",
+                           "Start again from the connect link; do not follow links from "
+                           "elsewhere."),
         "provider_not_allowed": ("This provider is not offered by this connect link.",
                                  "Choose one of the providers listed."),
         "account_mismatch": ("You signed in with a different account than the grant being "

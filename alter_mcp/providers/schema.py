@@ -144,6 +144,10 @@ class OAuthSpec(BaseModel):
     token_url: str
     revocation_url: str | None = None
     userinfo_url: str | None = None
+    #: The authorization server's exact issuer (RFC 8414). When set, every callback must carry
+    #: ``iss`` equal to it (RFC 9207); when unset, an ``iss`` that is present is still checked
+    #: against the authorization endpoint's origin.
+    issuer: str | None = None
     account_source: AccountSource = AccountSource.USERINFO
     #: Dotted path of the account identifier in the userinfo / token response / id token.
     account_field: str = "email"
@@ -154,7 +158,8 @@ class OAuthSpec(BaseModel):
     extra_authorize_params: dict[str, str] = Field(default_factory=dict)
     quirks: tuple[OAuthQuirk, ...] = ()
 
-    @field_validator("authorization_url", "token_url", "revocation_url", "userinfo_url")
+    @field_validator("authorization_url", "token_url", "revocation_url", "userinfo_url",
+                     "issuer")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is None:

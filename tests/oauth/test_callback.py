@@ -18,6 +18,7 @@ from tests.oauth.conftest import (
     VaultFactory,
     audit_dump,
     counts,
+    oidc_entry,
 )
 from tests.peers.oidc import BrowserlessAgent, OidcProviderPeer, callback_params
 
@@ -151,6 +152,28 @@ async def test_callback_wrong_issuer_is_refused_then_right_one_accepted(
     page = await browser_agent.get(mixed_up)
     assert page.status_code == 400 and "unexpected server" in page.text
     assert await snapshot(vault, link) == before
+    await assert_only_denied_audit(vault, audits, "issuer_mismatch")
+    assert (await browser_agent.get(url)).status_code == 200
+
+
+async def test_callback_declared_issuer_required_exactly(
+    make_vault: VaultFactory, browser_agent: BrowserlessAgent, oidc_peer: OidcProviderPeer,
+) -> None:
+    """With the catalogue's issuer set, a callback without ``iss`` or with another is refused."""
+    vault = await make_vault(entry=oidc_entry(oidc_peer, issuer=oidc_peer.issuer))
+    link, url = await pending_callback(vault, browser_agent)
+    params = callback_params(url)
+    assert params["iss"] == oidc_peer.issuer
+    before, audits = await snapshot(vault, link), len(await audit_dump(vault))
+    missing = {k: v for k, v in params.items() if k != "iss"}
+    page = await browser_agent.get(callback_prefix(link) + "?" + urlencode(missing))
+    assert page.status_code == 400 and "did not say which server" in page.text
+    assert await snapshot(vault, link) == before
+    await assert_only_denied_audit(vault, audits, "issuer_missing")
+    audits = len(await audit_dump(vault))
+    prefixed = params | {"iss": oidc_peer.issuer + "/extra"}
+    page = await browser_agent.get(callback_prefix(link) + "?" + urlencode(prefixed))
+    assert page.status_code == 400
     await assert_only_denied_audit(vault, audits, "issuer_mismatch")
     assert (await browser_agent.get(url)).status_code == 200
 
