@@ -158,7 +158,10 @@ def inject(
     query = list(prepared.query)
     injected: list[str] = []
     signer: Injection | None = None
+    public_fields = {f.name for f in provider.secret_fields if not f.secret}
     for rule in provider.injection:
+        # A value built only from public fields (an app id, a region) is not scrubbed.
+        carries_secret = not rule.placeholders() <= public_fields
         if rule.kind is InjectionKind.AWS_SIGV4:
             signer = rule
             continue
@@ -168,10 +171,11 @@ def inject(
             pair = f"{user}:{password}"
             token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
             value, name = f"Basic {token}", "Authorization"
-            injected.extend((password, pair, token))
+            injected.extend((password, pair, token) if carries_secret else ())
         else:
             value = _render(rule.format, provider, credential)
-            injected.append(value)
+            if carries_secret:
+                injected.append(value)
             if rule.kind is InjectionKind.BEARER:
                 name = rule.name or "Authorization"
                 # A catalogue may write the whole header value; do not double the scheme.
@@ -185,7 +189,6 @@ def inject(
             _set_header(headers, name, value, provider)
     if signer is not None:
         headers.extend(_sigv4_headers(prepared, provider, credential, headers, query, now))
-    public_fields = {f.name for f in provider.secret_fields if not f.secret}
     values = [
         _credential_field(provider, credential, name)
         for name in credential if name not in public_fields

@@ -1,0 +1,301 @@
+"""The authenticated request, end to end: resolve, guard, decide, inject, send, answer, audit.
+
+The order never changes: identify the caller, resolve the grant it may use, check the
+destination (before any credential is read), evaluate policy (and ask a human if a rule says
+so), read the credential (refreshing if due), send, interpret the provider's answer, and write
+the audit event before the caller sees anything. If the audit write fails, the answer is
+withheld.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from alter_mcp import identity as _identity
+from alter_mcp.audit import AuditEntry, AuditLog
+from alter_mcp.errors import (
+    AlterError,
+    AmbiguousGrantError,
+    GrantNotFoundError,
+    InvalidInputError,
+    PolicyViolationError,
+    RateLimitedError,
+    ScopeReauthRequiredError,
+)
+from alter_mcp.models import Grant, GrantKind, GrantStatus, HttpMethod, Identity, Outcome
+from alter_mcp.policy import PolicyRequest, Rule, evaluate, usage_keys
+from alter_mcp.providers import Catalog, Provider
+from alter_mcp.proxy import AnswerKind, PreparedRequest, ProxyResult, Sender, classify, prepare
+from alter_mcp.redaction import Secret
+from alter_mcp.store.base import AuditFilter, Store
+
+__all__ = ["ApprovalRequest", "Outbound", "RequestResult"]
+
+#: Returns the grant's credential fields; ``force_refresh`` asks for a new OAuth token.
+CredentialGetter = Callable[..., Awaitable[dict[str, Secret]]]
+#: Returns a connect URL that re-authorizes ``grant`` with these scopes.
+RepairLink = Callable[[Grant, Sequence[str]], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """What a human is asked to approve: the request, its grant, and why a rule asks."""
+
+    method: str
+    url: str
+    provider_id: str
+    account: str | None
+    grant_id: str
+    reason: str | None
+    body_summary: str | None
+    rules: tuple[str, ...]
+
+    def message(self) -> str:
+        """Return the text shown to the human."""
+        lines = [f"Allow this request? {self.method} {self.url}",
+                 f"Provider: {self.provider_id}  Account: {self.account or '?'}",
+                 f"Required by policy rule(s): {', '.join(self.rules)}"]
+        if self.reason:
+            lines.append(f"Agent's reason: {self.reason}")
+        if self.body_summary:
+            lines.append(f"Body: {self.body_summary}")
+        return "\n".join(lines)
+
+
+#: Asks a human; returns True only on an explicit accept.
+Approver = Callable[[ApprovalRequest], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestResult:
+    """The provider's answer as the caller may see it, and which grant made the call."""
+
+    result: ProxyResult
+    grant_id: str
+    provider_id: str
+    retried: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def status(self) -> int:
+        """Return the HTTP status."""
+        return self.result.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Return the safe response headers."""
+        return self.result.headers
+
+    @property
+    def body(self) -> Any:
+        """Return the body: parsed JSON, text, or a binary summary."""
+        return self.result.body
+
+    def json(self) -> Any:
+        """Return the JSON body, or raise ValueError when the body is not JSON."""
+        if self.result.body_kind != "json":
+            raise ValueError(f"the response body is {self.result.body_kind}, not JSON")
+        return self.result.body
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready view of the result."""
+        data = self.result.to_dict()
+        data.update(grant_id=self.grant_id, provider_id=self.provider_id, retried=self.retried)
+        if self.notes:
+            data["notes"] = list(self.notes)
+        return data
+
+
+def _summary(json_body: Any, body: Any) -> str | None:
+    if json_body is not None:
+        import json as _json
+
+        text = _json.dumps(json_body, default=str)
+    elif body is not None:
+        text = body if isinstance(body, str) else f"<{type(body).__name__} body>"
+    else:
+        return None
+    return text if len(text) <= 300 else text[:300] + f"… ({len(text)} chars)"
+
+
+class Outbound:
+    """Runs authenticated requests for a vault: the hot path and its audit."""
+
+    def __init__(
+        self, *, store: Store, catalog: Catalog, audit: AuditLog, sender: Sender,
+        clock: Callable[[], datetime], allow_insecure_http: bool,
+        rules: Callable[[], Sequence[Rule]] = tuple,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._audit = audit
+        self._sender = sender
+        self._clock = clock
+        self._insecure = allow_insecure_http
+        self._rules = rules
+
+    async def resolve(self, ident: Identity, *, grant_id: str | None, provider: str | None,
+                      account: str | None) -> Grant:
+        """Return the one grant the caller means, or raise a typed error."""
+        if (grant_id is None) == (provider is None):
+            raise InvalidInputError(
+                "Give exactly one of grant_id or provider.", field="grant_id",
+                hint="Pass grant_id from list_grants, or provider (and account if several).")
+        if grant_id is not None:
+            grant = await self._store.get_grant(grant_id)
+            if grant is None or not _identity.can_use(ident, grant) \
+                    or grant.status is GrantStatus.REVOKED:
+                raise GrantNotFoundError(f"No grant {grant_id!r} is available to this caller.",
+                                         grant_id=grant_id,
+                                         hint="Call list_grants to see the grants you can use.")
+            return grant
+        assert provider is not None
+        self._catalog.get(provider)
+        grants = await self._store.find_grants(
+            ident.owner_keys(), provider,
+            statuses=(GrantStatus.ACTIVE, GrantStatus.NEEDS_REAUTH),
+            account_identifier=account)
+        grants = [g for g in grants if _identity.can_use(ident, g)]
+        if not grants:
+            which = f" for account {account!r}" if account else ""
+            raise GrantNotFoundError(
+                f"No {provider} grant{which} is connected for this caller.",
+                provider_id=provider,
+                hint=f"Call connect with providers=[{provider!r}] to connect an account.")
+        if len(grants) > 1:
+            raise AmbiguousGrantError(provider, [
+                {"grant_id": g.grant_id, "account_identifier": g.account_identifier,
+                 "label": g.label} for g in grants])
+        return grants[0]
+
+    async def _usage(self, request: PolicyRequest, rules: Sequence[Rule]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        now = self._clock()
+        for key in usage_keys(request, rules):
+            limit = next(r.rate_limit.limit for r in rules
+                         if r.name == key.rule and r.rate_limit is not None)
+            flt = AuditFilter(
+                since=now - timedelta(seconds=key.window_seconds), action="request",
+                outcome=Outcome.ALLOWED.value, limit=limit + 1,
+                grant_id=key.subject if key.per == "grant" else None,
+                caller=key.subject if key.per == "caller" else None)
+            counts[key.rule] = len(await self._store.list_audit(flt))
+        return counts
+
+    async def _decide(self, ident: Identity, grant: Grant, prepared: PreparedRequest,
+                      json_body: Any, approver: Approver | None, reason: str | None,
+                      body: Any) -> tuple[str, ...]:
+        rules = self._rules()
+        if not rules:
+            return ()
+        request = PolicyRequest(
+            method=prepared.method.value, host=prepared.host, path=prepared.path,
+            provider_id=grant.provider_id, grant_id=grant.grant_id,
+            principal=ident.principal.key, groups=ident.groups, caller=ident.caller,
+            mcp_client=ident.mcp_client, body=json_body)
+        decision = evaluate(request, rules, now=self._clock(),
+                            usage=await self._usage(request, rules))
+        if not decision.allowed:
+            raise PolicyViolationError(
+                f"Policy rule {decision.rule!r} denied this request: {decision.reason}.",
+                rule=decision.rule or "policy", reason=decision.reason)
+        if not decision.needs_approval:
+            return ()
+        rule = decision.approval_rules[0]
+        if approver is None:
+            raise PolicyViolationError(
+                f"Policy rule {rule!r} requires human approval for this request, and this "
+                "client cannot ask one (no elicitation support).",
+                rule=rule, reason="approval required")
+        ask = ApprovalRequest(
+            method=prepared.method.value, url=prepared.url, provider_id=grant.provider_id,
+            account=grant.account_identifier, grant_id=grant.grant_id, reason=reason,
+            body_summary=_summary(json_body, body), rules=decision.approval_rules)
+        if not await approver(ask):
+            raise PolicyViolationError("The human did not approve this request (approval "
+                                       "denied).", rule=rule, reason="approval denied")
+        return decision.approval_rules
+
+    async def request(
+        self, ident: Identity, method: HttpMethod | str, url: str, *,
+        credential: CredentialGetter, repair_link: RepairLink,
+        grant_id: str | None = None, provider: str | None = None, account: str | None = None,
+        json: Any = None, body: Any = None, extra_headers: Mapping[str, str] | None = None,
+        query_params: Mapping[str, str] | None = None,
+        path_params: Mapping[str, str] | None = None, reason: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the HTTP timeout, passed on
+        approver: Approver | None = None,
+    ) -> RequestResult:
+        """Send one authenticated request for ``ident`` and audit it, whatever happens."""
+        started = time.perf_counter()
+        facts: dict[str, Any] = {"method": str(getattr(method, "value", method))[:16],
+                                 "url": url if isinstance(url, str) else None,
+                                 "reason": reason, "provider_id": provider,
+                                 "grant_id": grant_id}
+        approved: tuple[str, ...] = ()
+        secrets: list[Secret] = []
+        try:
+            grant = await self.resolve(ident, grant_id=grant_id, provider=provider,
+                                       account=account)
+            facts.update(grant_id=grant.grant_id, provider_id=grant.provider_id)
+            spec = self._catalog.get(grant.provider_id)
+            prepared = prepare(spec, method, url, path_params=path_params,
+                               query_params=query_params, headers=extra_headers, json=json,
+                               body=body, allow_insecure_http=self._insecure)
+            facts.update(method=prepared.method.value, url=prepared.url)
+            approved = await self._decide(ident, grant, prepared, json, approver, reason, body)
+            fields = await credential(grant)
+            secrets.extend(fields.values())
+            outcome = await self._send(grant, spec, prepared, fields, credential, repair_link,
+                                       timeout, secrets)
+        except AlterError as exc:
+            entry = AuditEntry.failed("request", exc, identity=ident,
+                                      latency_ms=(time.perf_counter() - started) * 1e3,
+                                      detail={"approved_by": list(approved)} if approved else {},
+                                      **facts)
+            await self._audit.record(entry, secrets)
+            raise
+        await self._audit.record(AuditEntry(
+            "request", Outcome.ALLOWED, identity=ident, status=outcome.status,
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            detail={k: v for k, v in (("approved_by", list(approved)),
+                                       ("retried", outcome.retried),
+                                       ("truncated", outcome.result.truncated)) if v},
+            **facts), secrets)
+        return outcome
+
+    async def _send(self, grant: Grant, spec: Provider, prepared: PreparedRequest,
+                    fields: dict[str, Secret], credential: CredentialGetter,
+                    repair_link: RepairLink, timeout: float | None,  # noqa: ASYNC109
+                    secrets: list[Secret]) -> RequestResult:
+        result = await self._sender.send(prepared, spec, fields, timeout=timeout)
+        answer = classify(result)
+        notes: list[str] = []
+        retried = False
+        if answer.kind is AnswerKind.UNAUTHORIZED and grant.kind is GrantKind.OAUTH:
+            if prepared.method.idempotent:
+                fresh = await credential(grant, force_refresh=True)
+                secrets.extend(fresh.values())
+                result = await self._sender.send(prepared, spec, fresh, timeout=timeout)
+                answer = classify(result)
+                retried = True
+            else:
+                notes.append(f"The provider answered 401; the token was not refreshed and the "
+                             f"{prepared.method.value} request was not retried because it is "
+                             "not idempotent. Retry it yourself if that is safe.")
+        if answer.kind is AnswerKind.INSUFFICIENT_SCOPE:
+            scopes = answer.scopes or ()
+            raise ScopeReauthRequiredError(
+                f"Grant {grant.grant_id} lacks the scopes this request needs"
+                + (f": {' '.join(scopes)}." if scopes else "."),
+                grant_id=grant.grant_id, provider_id=grant.provider_id, missing_scopes=scopes,
+                connect_url=await repair_link(grant, scopes) if grant.kind is GrantKind.OAUTH
+                else None)
+        if answer.kind is AnswerKind.RATE_LIMITED:
+            raise RateLimitedError(provider_id=grant.provider_id, retry_after=answer.retry_after)
+        return RequestResult(result=result, grant_id=grant.grant_id,
+                             provider_id=grant.provider_id, retried=retried, notes=tuple(notes))

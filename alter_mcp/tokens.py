@@ -1,0 +1,255 @@
+"""Verify end-user JWTs from the configured identity provider and turn them into identities.
+
+One verifier serves every transport: the bearer token of an HTTP request, the user token
+configured for stdio, and the token installed by ``AlterVault.authenticate()``. Checks, in order:
+the header's ``alg`` is on the allow-list (asymmetric only: never ``none`` or ``HS*``), the
+``kid`` names a key of the issuer's JWKS (fetched once, cached, re-fetched when an unknown
+``kid`` appears), the key's type fits the algorithm, the signature, then ``iss``, ``aud``,
+``exp``, ``nbf`` and ``iat`` against an injected clock with a small leeway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+import jwt
+from jwt.exceptions import InvalidTokenError, PyJWKError
+
+from alter_mcp.config import Settings
+from alter_mcp.errors import AuthenticationError, ConfigurationError
+from alter_mcp.models import CallerType, Identity, UserPrincipal
+
+__all__ = ["DEFAULT_ALGORITHMS", "JwtVerifier", "VerifiedToken", "token_fingerprint"]
+
+DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                      "ES256", "ES384", "ES512", "EdDSA")
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+_MAX_TOKEN = 16_384
+
+
+def token_fingerprint(token: str) -> str:
+    """Return a non-secret handle for a token (its SHA-256), safe to keep in memory and logs."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def _fail(message: str, reason: str) -> AuthenticationError:
+    return AuthenticationError(message, hint="Sign in again to get a fresh token.",
+                               reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A JWT that passed every check: its identity, expiry and (non-secret) claims."""
+
+    identity: Identity
+    claims: Mapping[str, Any] = field(repr=False)
+    expires_at: int
+    client_id: str
+    fingerprint: str
+
+
+class JwtVerifier:
+    """Verifies RS/PS/ES/EdDSA JWTs of one issuer for one audience, caching its JWKS."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks_uri: str | None = None,
+        algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+        leeway: float = 30.0,
+        groups_claim: str = "groups",
+        http: httpx2.AsyncClient | None = None,
+        jwks_ttl: float = 3600.0,
+        refresh_interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        bad = [a for a in algorithms if a not in DEFAULT_ALGORITHMS]
+        if bad or not algorithms:
+            raise ConfigurationError(f"JWT algorithms {bad} are not allowed.",
+                                     setting="ALTER_MCP_IDP_ALGORITHMS",
+                                     hint="Use asymmetric algorithms only (RS256, ES256, …).")
+        self.issuer = issuer
+        self.audience = audience
+        self.algorithms = tuple(algorithms)
+        self.leeway = leeway
+        self.groups_claim = groups_claim
+        self._jwks_uri = jwks_uri
+        self._http = http
+        self._jwks_ttl = jwks_ttl
+        self._refresh_interval = refresh_interval
+        self._clock = clock
+        self._keys: dict[str | None, dict[str, Any]] = {}
+        self._fetched_at: float | None = None
+        self._lock = anyio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, http: httpx2.AsyncClient | None = None
+                      ) -> JwtVerifier:
+        """Return the verifier the settings describe, or say which setting is missing."""
+        if not settings.idp_issuer:
+            raise ConfigurationError(
+                "No identity provider is configured, so user tokens cannot be verified.",
+                setting="ALTER_MCP_IDP_ISSUER",
+                hint="Set ALTER_MCP_IDP_ISSUER (and ALTER_MCP_PUBLIC_URL or "
+                     "ALTER_MCP_IDP_AUDIENCE).",
+            )
+        audience = settings.idp_audience or (
+            settings.public_url + settings.mcp_path if settings.public_url else None)
+        if not audience:
+            raise ConfigurationError(
+                "The token audience is unknown.", setting="ALTER_MCP_IDP_AUDIENCE",
+                hint="Set ALTER_MCP_PUBLIC_URL (the audience is then PUBLIC_URL + /mcp) or "
+                     "ALTER_MCP_IDP_AUDIENCE.",
+            )
+        return cls(issuer=settings.idp_issuer, audience=audience,
+                   jwks_uri=settings.idp_jwks_uri, algorithms=settings.idp_algorithms,
+                   leeway=settings.idp_leeway, groups_claim=settings.idp_groups_claim, http=http)
+
+    # -- keys ---------------------------------------------------------------------------------
+    async def _fetch(self, url: str) -> httpx2.Response:
+        headers = {"accept": "application/json"}
+        if self._http is not None:
+            return await self._http.get(url, headers=headers)
+        # Key fetches are rare (cached for jwks_ttl), so a short-lived client owns no lifecycle.
+        async with httpx2.AsyncClient(timeout=10.0) as client:
+            return await client.get(url, headers=headers)
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            response = await self._fetch(url)
+            response.raise_for_status()
+            data = response.json()
+        except (httpx2.HTTPError, ValueError) as exc:
+            raise AuthenticationError(
+                "The identity provider's keys could not be fetched.",
+                hint="Retry shortly; if it persists, check ALTER_MCP_IDP_ISSUER / "
+                     "ALTER_MCP_IDP_JWKS_URI.",
+                reason="jwks_unavailable",
+            ) from exc
+        if not isinstance(data, dict):
+            raise _fail("The identity provider answered with unexpected JSON.", "jwks_invalid")
+        return data
+
+    async def _resolve_jwks_uri(self) -> str:
+        if self._jwks_uri is None:
+            meta = await self._get_json(self.issuer.rstrip("/")
+                                        + "/.well-known/openid-configuration")
+            if meta.get("issuer") != self.issuer or not isinstance(meta.get("jwks_uri"), str):
+                raise _fail("The identity provider's discovery document does not match the "
+                            "configured issuer.", "discovery_mismatch")
+            self._jwks_uri = str(meta["jwks_uri"])
+        return self._jwks_uri
+
+    async def _refresh(self) -> None:
+        data = await self._get_json(await self._resolve_jwks_uri())
+        keys = data.get("keys")
+        self._keys = {
+            raw.get("kid"): raw for raw in (keys if isinstance(keys, list) else [])
+            if isinstance(raw, dict) and raw.get("use", "sig") == "sig"
+        }
+        self._fetched_at = self._clock()
+
+    async def _key(self, kid: str | None, alg: str) -> Any:
+        async with self._lock:
+            now = self._clock()
+            stale = self._fetched_at is None or now - self._fetched_at > self._jwks_ttl
+            may_refetch = self._fetched_at is None or now - self._fetched_at >= \
+                self._refresh_interval
+            if stale or (kid not in self._keys and may_refetch):
+                await self._refresh()
+            raw = self._keys.get(kid)
+            if raw is None and kid is None and len(self._keys) == 1:
+                raw = next(iter(self._keys.values()))
+        if raw is None:
+            raise _fail("The token was signed with a key the identity provider does not "
+                        "publish.", "unknown_kid")
+        # The key decides the algorithm family: an RSA key never verifies an HMAC or EC token.
+        if raw.get("kty") != _KEY_TYPES.get(alg[:2]) or raw.get("alg", alg) != alg:
+            raise _fail("The token's algorithm does not match its key.", "algorithm_mismatch")
+        try:
+            return jwt.PyJWK(raw, algorithm=alg).key
+        except PyJWKError:
+            raise _fail("The identity provider's key cannot be used.", "jwks_invalid") from None
+
+    # -- verification -------------------------------------------------------------------------
+    async def verify(self, token: str) -> VerifiedToken:
+        """Return the verified token, or raise ``AuthenticationError`` saying what failed."""
+        if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
+            raise _fail("The bearer token is missing or too long.", "malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except InvalidTokenError:
+            raise _fail("The bearer token is not a well-formed JWT.", "malformed") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise _fail(f"The token's signing algorithm {str(alg)[:20]!r} is not accepted.",
+                        "algorithm_not_allowed")
+        kid = header.get("kid")
+        key = await self._key(kid if isinstance(kid, str) else None, alg)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key=key, algorithms=[alg], audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["iss", "sub", "aud", "exp", "iat"], "verify_exp": False,
+                         "verify_nbf": False, "verify_iat": False},
+            )
+        except jwt.InvalidAudienceError:
+            raise _fail("The token was issued for another audience.", "wrong_audience") from None
+        except jwt.InvalidIssuerError:
+            raise _fail("The token was issued by another issuer.", "wrong_issuer") from None
+        except jwt.InvalidSignatureError:
+            raise _fail("The token's signature is invalid.", "bad_signature") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _fail(f"The token lacks the {exc.claim!r} claim.", "missing_claim") from None
+        except InvalidTokenError:
+            raise _fail("The token could not be verified.", "invalid") from None
+        self._check_times(claims)
+        return self._verified(token, claims)
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now, leeway = self._clock(), self.leeway
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is not None and (not isinstance(value, int | float)
+                                      or isinstance(value, bool)):
+                raise _fail(f"The token's {name!r} claim is not a number.", "malformed")
+        if claims["exp"] <= now - leeway:
+            raise _fail("The token has expired.", "expired")
+        if claims["iat"] > now + leeway:
+            raise _fail("The token was issued in the future.", "issued_in_future")
+        nbf = claims.get("nbf")
+        if nbf is not None and nbf > now + leeway:
+            raise _fail("The token is not valid yet (nbf).", "not_yet_valid")
+
+    def _verified(self, token: str, claims: dict[str, Any]) -> VerifiedToken:
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject:
+            raise _fail("The token's 'sub' claim is empty.", "missing_claim")
+        label = next((str(claims[c]) for c in ("email", "preferred_username", "name")
+                      if isinstance(claims.get(c), str) and claims[c]), None)
+        identity = Identity(
+            principal=UserPrincipal(issuer=self.issuer, subject=subject, label=label),
+            groups=frozenset(_groups(claims.get(self.groups_claim))),
+            caller_type=CallerType.MCP_CLIENT,
+        )
+        client_id = next((str(claims[c]) for c in ("azp", "client_id")
+                          if isinstance(claims.get(c), str) and claims[c]), subject)
+        return VerifiedToken(identity=identity, claims=claims, expires_at=int(claims["exp"]),
+                             client_id=client_id, fingerprint=token_fingerprint(token))
+
+
+def _groups(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [part for part in value.replace(",", " ").split() if part]
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value if isinstance(item, str | int) and str(item)]
+    return []
+
