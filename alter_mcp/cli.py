@@ -157,6 +157,105 @@ def audit_verify(as_json: bool) -> None:
         raise SystemExit(1)
 
 
+@cli.command()
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio",
+              show_default=True, help="stdio for desktop clients; http for a shared server.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP bind address.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="HTTP port.")
+def serve(transport: str, host: str, port: int) -> None:
+    """Run the MCP server (stdio: stdout carries only MCP messages, logs go to stderr)."""
+    from alter_mcp.config import load_settings
+    from alter_mcp.server.run import configure_logging, serve_http, serve_stdio
+    from alter_mcp.vault import AlterVault
+
+    async def inner() -> None:
+        settings = load_settings()
+        if transport == "http" and not settings.public_url:
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                raise ConfigurationError(
+                    f"Serving on {host} needs the URL clients use to reach this server.",
+                    setting="ALTER_MCP_PUBLIC_URL",
+                    hint="Set ALTER_MCP_PUBLIC_URL, e.g. https://mcp.example.com.")
+            shown = f"[{host}]" if ":" in host else host
+            settings = load_settings(public_url=f"http://{shown}:{port}")
+        configure_logging(settings.log_level)
+        async with AlterVault(settings, caller="alter-mcp") as vault:
+            if transport == "stdio":
+                await serve_stdio(vault)
+            else:
+                await serve_http(vault, host=host, port=port)
+
+    _run(lambda: inner())
+
+
+@cli.group()
+def keys() -> None:
+    """Manage agent API keys: services authenticate over HTTP as agent principals."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def keys_create(name: str, as_json: bool) -> None:
+    """Create a key for the service NAME; the key is printed once and never again."""
+    from alter_mcp.vault import AlterVault
+
+    async def inner() -> Any:
+        async with AlterVault(caller="alter-mcp-cli") as vault:
+            return await vault.create_api_key(name)
+
+    record, key = _run(lambda: inner())
+    data = {"key_id": record.key_id, "name": record.name, "prefix": record.prefix,
+            "key": key.reveal()}
+
+    def render(console: Console) -> None:
+        _err.print(f"Created key {record.key_id} for {record.name!r}. Store it now: it is "
+                   "shown only once.")
+        click.echo(key.reveal())
+
+    _emit(data, as_json, render)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def keys_list(as_json: bool) -> None:
+    """List agent keys (id, name, prefix, dates), never the keys themselves."""
+    from alter_mcp.vault import AlterVault
+
+    async def inner() -> Any:
+        async with AlterVault(caller="alter-mcp-cli") as vault:
+            return await vault.list_api_keys()
+
+    records = _run(lambda: inner())
+    data = [{"key_id": r.key_id, "name": r.name, "prefix": r.prefix,
+             "created_at": r.created_at.isoformat(),
+             "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None} for r in records]
+
+    def render(console: Console) -> None:
+        table = Table("key id", "name", "prefix", "created", "revoked")
+        for row in data:
+            table.add_row(row["key_id"], row["name"], row["prefix"] + "…", row["created_at"],
+                          row["revoked_at"] or "")
+        console.print(table)
+
+    _emit(data, as_json, render)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke the key KEY_ID at once: its next request is refused."""
+    from alter_mcp.vault import AlterVault
+
+    async def inner() -> None:
+        async with AlterVault(caller="alter-mcp-cli") as vault:
+            await vault.revoke_api_key(key_id)
+
+    _run(lambda: inner())
+    _err.print(f"Revoked key {key_id}.")
+
+
 def main() -> None:
     """Run the command line."""
     try:

@@ -1,0 +1,125 @@
+"""Build the MCP server from an open vault: tools, resources, identity, and the HTTP app.
+
+``build_server(vault)`` is what stdio and in-memory clients talk to; ``build_http_app(vault)``
+wraps the same server as a streamable-HTTP Starlette app that also serves ``/health``, the
+RFC 9728 metadata and the connect pages, behind Host/Origin checks against DNS rebinding.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from urllib.parse import urlsplit
+
+from fastmcp import FastMCP
+from mcp.server.request_state import RequestStateSecurity
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from alter_mcp.identity import IdentitySource
+from alter_mcp.models import Identity
+from alter_mcp.server.auth import AgentKeyHeaderMiddleware, AlterAuth
+from alter_mcp.server.caller import CallerBinder
+from alter_mcp.server.connect import register_connect_tools
+from alter_mcp.server.resources import register_resources
+from alter_mcp.server.tools import register_grant_tools
+from alter_mcp.vault import AlterVault
+
+__all__ = ["INSTRUCTIONS", "build_http_app", "build_server"]
+
+INSTRUCTIONS = """\
+This server calls third-party APIs (GitHub, Google, Slack, Stripe, ...) on the user's behalf.
+You never see or handle credentials: the server's vault injects them.
+1. `list_grants` shows the accounts you may use (grant_id, provider, account, scopes).
+2. No grant for a provider? Call `connect` with its id; the user signs in via a link.
+3. `authenticated_request` performs an HTTP request with a grant (by grant_id, or provider).
+4. Errors say what to do next (connect, re-authorize at a link, pick an account).
+Read providers://catalog for provider ids and the API hosts each credential may reach.
+"""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("alter-mcp")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def _user_token_source(vault: AlterVault) -> IdentitySource | None:
+    """Return the configured user token as an identity source verified on every call."""
+    token = vault.settings.user_token
+    if token is None:
+        return None
+    value = token.get_secret_value()
+
+    async def source() -> Identity:
+        return (await vault.verify_user_token(value)).identity
+
+    return source
+
+
+def build_server(
+    vault: AlterVault,
+    *,
+    identity: IdentitySource | None = None,
+    http: bool = False,
+) -> FastMCP:
+    """Return the FastMCP server acting for ``vault``'s callers.
+
+    Without HTTP, requests act as ``identity`` (default: the configured user token, else the
+    system principal). With ``http=True`` they act as the verified bearer of each request.
+    """
+    settings = vault.settings
+    security = None
+    if settings.request_state_key is not None:
+        # Shared across replicas so a 2026-07-28 retry may land on any of them.
+        security = RequestStateSecurity(keys=[settings.request_state_key.get_secret_value()],
+                                        audience="alter-mcp")
+    server: FastMCP = FastMCP(
+        name="alter-mcp",
+        version=_version(),
+        instructions=INSTRUCTIONS,
+        mask_error_details=True,
+        auth=AlterAuth(vault) if http else None,
+        request_state_security=security,
+    )
+    binder = CallerBinder(vault, identity if identity is not None else _user_token_source(vault))
+    register_connect_tools(server, binder)
+    register_grant_tools(server, binder)
+    register_resources(server, vault)
+
+    @server.custom_route("/health", methods=["GET"])
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    return server
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def build_http_app(vault: AlterVault, *, server: FastMCP | None = None) -> Starlette:
+    """Return the streamable-HTTP app: MCP at ``settings.mcp_path``, plus its side routes."""
+    settings = vault.settings
+    server = server or build_server(vault, http=True)
+    public = settings.public_url or ""
+    app = server.http_app(
+        path=settings.mcp_path,
+        host_origin_protection=True,
+        allowed_hosts=[h for h in (_host(public), *settings.allowed_hosts) if h],
+        allowed_origins=[o for o in (_origin(public) if public else "",
+                                     *settings.allowed_origins) if o],
+    )
+    connect_app = getattr(vault, "connect_app", None)
+    if callable(connect_app):
+        # The connect pages and OAuth callback live on this same origin (lowest precedence).
+        routes = connect_app().routes
+        app.router.routes.extend(routes)
+    app.add_middleware(AgentKeyHeaderMiddleware)
+    return app

@@ -1,0 +1,182 @@
+"""Request benchmark: ``vault.request`` against a raw httpx2 call to the same loopback server.
+
+    python bench/request.py [--requests 1000] [--concurrency 32]
+
+Starts a small ASGI echo server (uvicorn, its own process) on 127.0.0.1, then measures in one
+run: sequential latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
+``httpx2`` request carrying a bearer header, (b) ``vault.request`` with a managed-secret grant
+(guard, decrypt, inject, send, scrub, audit), and (c) the same with a 1,000-rule policy.
+Targets (issue 4): p50 at most 1.25x raw, throughput at least 0.8x raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx2
+
+from alter_mcp.config import load_settings
+from alter_mcp.models import SystemPrincipal
+from alter_mcp.vault import AlterVault
+
+SERVER = textwrap.dedent("""
+    import json, sys, uvicorn
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        auth = dict(scope["headers"]).get(b"authorization", b"")
+        body = json.dumps({"ok": True, "auth": bool(auth)}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                access_log=False)
+""")
+
+
+def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    """Start the echo server in its own process and wait until it answers."""
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
+    for _ in range(200):
+        try:
+            httpx2.get(f"http://127.0.0.1:{port}/echo", timeout=0.2)
+            return server
+        except httpx2.HTTPError:
+            time.sleep(0.05)
+    server.terminate()
+    raise RuntimeError("the echo server did not start")
+
+
+def pct(samples: list[float]) -> tuple[float, float]:
+    """Return p50 and p95 in milliseconds."""
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1e3, ordered[int(len(ordered) * 0.95) - 1] * 1e3
+
+
+async def latency(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
+    """Return n sequential call durations."""
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+async def throughput(call: Callable[[], Awaitable[object]], n: int, workers: int) -> float:
+    """Return calls per second with ``workers`` concurrent callers sharing n calls."""
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return n / (time.perf_counter() - start)
+
+
+def policy_file(path: Path, rules: int) -> Path:
+    """Write a policy of ``rules`` rules that all target the request and all pass."""
+    lines = []
+    for i in range(rules):
+        lines.append(f'[[rule]]\nname = "r{i}"\nproviders = ["echo"]\nmethods = ["GET"]\n'
+                     f'allow_paths = ["/echo*"]\ndeny_hosts = ["evil{i}.test"]\n')
+    path.write_text("\n".join(lines))
+    return path
+
+
+async def make_vault(tmp: Path, port: int, policy: Path | None) -> tuple[AlterVault, str]:
+    """Open a vault with an echo provider and one bearer grant; return it and the grant id."""
+    env = {"ALTER_MCP_DATA_DIR": str(tmp), "ALTER_MCP_ALLOW_INSECURE_HTTP": "true",
+           "ALTER_MCP_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
+    if policy is not None:
+        env["ALTER_MCP_POLICY_FILE"] = str(policy)
+    catalog = {"echo": {"name": "Echo", "auth_kind": "api_key", "api_hosts": ["localhost"],
+                        "api_ports": [port], "injection": [{"kind": "bearer",
+                                                            "format": "{api_key}"}],
+                        "secret_fields": [{"name": "api_key", "label": "Key"}]}}
+    vault = AlterVault(load_settings(env, catalog=catalog), caller="bench")
+    await vault.open()
+    secret = await vault.create_managed_secret("echo", {"api_key": "bench-token-123"},
+                                               label="bench")
+    grant = await vault.create_managed_secret_grant(secret.secret_id,
+                                                    principal=SystemPrincipal())
+    return vault, grant.grant_id
+
+
+async def main() -> None:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rules", type=int, default=1000)
+    args = parser.parse_args()
+    port = free_port()
+    server = start_server(port)
+    try:
+        url = f"http://localhost:{port}/echo"
+        with tempfile.TemporaryDirectory() as tmp:
+            vault, gid = await make_vault(Path(tmp) / "plain", port, None)
+            pvault, pgid = await make_vault(Path(tmp) / "policy", port,
+                                            policy_file(Path(tmp) / "p.toml", args.rules))
+            async with httpx2.AsyncClient(follow_redirects=False) as raw:
+                headers = {"Authorization": "Bearer bench-token-123"}
+
+                async def raw_call() -> object:
+                    return (await raw.get(url, headers=headers)).json()
+
+                async def vault_call() -> object:
+                    return (await vault.request("GET", url, grant_id=gid)).json()
+
+                async def policy_call() -> object:
+                    return (await pvault.request("GET", url, grant_id=pgid)).json()
+
+                rows = []
+                for name, call in (("raw httpx2", raw_call), ("vault.request", vault_call),
+                                   (f"vault.request + {args.rules} rules", policy_call)):
+                    await latency(call, 50)  # warm up pools and caches
+                    samples = await latency(call, args.requests)
+                    rate = await throughput(call, args.requests, args.concurrency)
+                    rows.append((name, *pct(samples), rate))
+            await vault.close()
+            await pvault.close()
+        base50, _, _, base_rate = rows[0][1], rows[0][2], None, rows[0][3]
+        print(f"\n{'mode':34} {'p50 ms':>8} {'p95 ms':>8} {'p50 x':>7} "
+              f"{'req/s @' + str(args.concurrency):>10} {'thru x':>7}")
+        for name, p50, p95, rate in rows:
+            print(f"{name:34} {p50:8.3f} {p95:8.3f} {p50 / base50:7.2f} {rate:10.0f} "
+                  f"{rate / base_rate:7.2f}")
+        policy_cost = (rows[2][1] - rows[1][1]) * 1e3
+        print(f"\npolicy evaluation with {args.rules} rules: ~{policy_cost:.0f} µs per request "
+              "(p50 difference)")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,56 @@
+"""Vault errors as the model reads them: what happened, then the next step, nothing secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from alter_mcp.errors import (
+    AmbiguousGrantError,
+    AuditWriteError,
+    GrantNotFoundError,
+    PolicyViolationError,
+    ReAuthRequiredError,
+    ScopeReauthRequiredError,
+    StoreError,
+)
+from alter_mcp.server.errors import describe
+
+LINK = "https://mcp.example.test/connect/abc123"
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (GrantNotFoundError("No grant for github.", provider_id="github"),
+     "Call `connect` with providers=['github']"),
+    (GrantNotFoundError("No grant for github.", provider_id="github", connect_url=LINK),
+     f"connect the account at {LINK}"),
+    (ReAuthRequiredError("Token revoked.", grant_id="g1", provider_id="github",
+                         connect_url=LINK), f"re-authorize at {LINK}"),
+    (ReAuthRequiredError("Token revoked.", grant_id="g1", provider_id="github"),
+     "Call `connect` with providers=['github'] so the user can re-authorize"),
+    (ScopeReauthRequiredError("Missing scopes.", grant_id="g1", provider_id="github",
+                              missing_scopes=["repo"], connect_url=LINK),
+     f"lacks repo: ask the user to open {LINK}"),
+    (AmbiguousGrantError("github", [{"account_identifier": "a@x", "grant_id": "g1"},
+                                    {"account_identifier": "b@x", "grant_id": "g2"}]),
+     "a@x (no label): grant_id=g1; b@x (no label): grant_id=g2"),
+    (PolicyViolationError("Denied.", rule="no-deletes", reason="DELETE not allowed"),
+     "Denied by policy rule 'no-deletes' (DELETE not allowed)"),
+])
+def test_errors_describe_names_the_next_step(error: Exception, expected: str) -> None:
+    """Each error's text tells the model what to do next (link, connect, candidates, rule)."""
+    text = describe(error)  # type: ignore[arg-type]
+    assert expected in text and text.startswith(f"[{error.code}]")  # type: ignore[attr-defined]
+
+
+def test_errors_internal_failures_hide_details() -> None:
+    """Store and audit failures say only that the vault failed and what an operator runs."""
+    for error in (StoreError("disk I/O error at /var/lib/secret-path"),
+                  AuditWriteError("audit down")):
+        text = describe(error)
+        assert "secret-path" not in text and "alter-mcp doctor" in text
+
+
+def test_errors_describe_redacts_token_shapes() -> None:
+    """A bearer value that slipped into a message is redacted before the model sees it."""
+    text = describe(PolicyViolationError("Denied Bearer abcdefghijklmnop.", rule="r"))
+    assert "abcdefghijklmnop" not in text
