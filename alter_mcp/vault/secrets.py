@@ -1,0 +1,105 @@
+"""Managed secrets: developer-owned credentials, and the principals that may use them."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+
+from alter_mcp import managed as admin
+from alter_mcp.audit import AuditEntry
+from alter_mcp.crypto import key_id_of
+from alter_mcp.errors import (
+    AlterError,
+    InvalidInputError,
+    SecretNotFoundError,
+)
+from alter_mcp.models import (
+    Grant,
+    GrantKind,
+    GrantStatus,
+    ManagedSecret,
+    Outcome,
+    Principal,
+)
+from alter_mcp.vault._base import VaultBase, _safe_id, secret_binding
+
+__all__ = ["SecretActions"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class SecretActions(VaultBase):
+    """Managed secrets: developer-owned credentials, and the principals that may use them."""
+
+    # -- managed secrets --------------------------------------------------------------------
+    async def create_managed_secret(
+        self, provider_id: str, fields: Mapping[str, str], *, label: str
+    ) -> ManagedSecret:
+        """Store a developer-owned credential (API key, basic pair, AWS keys) encrypted."""
+        ident = await self.current_identity()
+        try:
+            self._require_admin(ident, "create managed secrets")
+            provider = self._core.catalog.get(provider_id)
+            values = admin.validate_secret_fields(provider, fields)
+            if not isinstance(label, str) or not label.strip() or _CONTROL.search(label):
+                raise InvalidInputError("label must be a non-empty single line.", field="label")
+            secret = ManagedSecret(
+                secret_id=str(uuid.uuid4()), provider_id=provider.id, label=label.strip(),
+                field_names=tuple(sorted(values)), created_at=self._core.clock(),
+            )
+            blob = self._core.envelope.seal_json(values, aad=secret_binding(secret.secret_id))
+            entry = AuditEntry("secret.create", Outcome.ALLOWED, identity=ident,
+                               provider_id=provider.id, detail={"secret_id": secret.secret_id})
+            await self._core.store.insert_secret(
+                secret, blob, key_id_of(blob),
+                audit=self._core.audit.sealer(entry, values.values()),
+            )
+        except AlterError as exc:
+            await self._fail("secret.create", exc, ident, provider_id=_safe_id(provider_id),
+                             detail={}, )
+            raise
+        return secret
+
+    async def list_managed_secrets(self) -> list[ManagedSecret]:
+        """Return every managed secret's metadata (operators only)."""
+        ident = await self.current_identity()
+        try:
+            self._require_admin(ident, "list managed secrets")
+            found = await self._core.store.list_secrets()
+        except AlterError as exc:
+            await self._fail("secret.list", exc, ident)
+            raise
+        await self._core.audit.record(AuditEntry("secret.list", Outcome.ALLOWED, identity=ident,
+                                                 detail={"count": len(found)}))
+        return found
+
+    async def create_managed_secret_grant(
+        self, secret_id: str, *, principal: Principal, label: str | None = None
+    ) -> Grant:
+        """Let ``principal`` (a user, group or the system) use a managed secret."""
+        ident = await self.current_identity()
+        try:
+            self._require_admin(ident, "grant managed secrets")
+            found = await self._core.store.get_secret(secret_id)
+            if found is None:
+                raise SecretNotFoundError(secret_id)
+            secret, _ = found
+            admin.check_grant_principal(principal, label)
+            now = self._core.clock()
+            grant = Grant(
+                grant_id=str(uuid.uuid4()), kind=GrantKind.MANAGED_SECRET,
+                provider_id=secret.provider_id, owner=principal,
+                account_identifier=secret.label, label=label or principal.label or secret.label,
+                status=GrantStatus.ACTIVE, secret_id=secret.secret_id, created_at=now,
+                updated_at=now,
+            )
+            entry = AuditEntry("secret.grant", Outcome.ALLOWED, identity=ident,
+                               grant_id=grant.grant_id, provider_id=grant.provider_id,
+                               detail={"secret_id": secret.secret_id, "owner": principal.key})
+            await self._core.store.insert_grant(grant, None,
+                                                audit=self._core.audit.sealer(entry))
+        except AlterError as exc:
+            await self._fail("secret.grant", exc, ident, detail={"secret_id": _safe_id(secret_id)})
+            raise
+        return grant
