@@ -97,7 +97,7 @@ def new_client(
     return httpx2.AsyncClient(
         follow_redirects=False, cookies=jar, timeout=timeout, trust_env=trust_env,
         limits=httpx2.Limits(max_connections=max_connections,
-                             max_keepalive_connections=max_connections // 5 or 1),
+                             max_keepalive_connections=max_connections),
         transport=transport,
     )
 
