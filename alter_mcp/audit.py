@@ -2,7 +2,8 @@
 
 Each event's hash covers its canonical JSON and the previous event's hash, so an edited, deleted
 or reordered row breaks the chain at a point :func:`verify_chain` reports. Every field passes
-through :mod:`alter_mcp.redaction` before it is sealed.
+through :mod:`alter_mcp.redaction` before it is sealed. Retention prunes the oldest events
+behind a signed checkpoint (:mod:`alter_mcp.audit_retention`), where verification resumes.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alter_mcp.audit_retention import check_checkpoint, retention_cutoff, sign_checkpoint
+from alter_mcp.crypto import Keyring
 from alter_mcp.errors import AlterError, AuditWriteError
 from alter_mcp.models import AuditEvent, Identity, Outcome
 from alter_mcp.redaction import Secret, redact, redact_text, redact_url
-from alter_mcp.store.base import AuditFilter, AuditSealer, Store
+from alter_mcp.store.base import AuditFilter, AuditSealer, Checkpoint, PruneResult, Store
 
 __all__ = ["AuditEntry", "AuditLog", "ChainReport", "event_hash", "verify_chain"]
 
@@ -67,12 +70,13 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """The result of walking the hash chain."""
+    """The result of walking the hash chain (from ``checkpoint_seq`` if the log was pruned)."""
 
     ok: bool
     checked: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    checkpoint_seq: int | None = None
 
 
 class AuditLog:
@@ -139,19 +143,102 @@ class AuditLog:
         """Return events matching the filter."""
         return await self._store.list_audit(flt)
 
-    async def verify(self, *, batch: int = 5000) -> ChainReport:
-        """Walk the whole chain from the start and report the first broken link."""
-        after, prev, checked = 0, None, 0
+    async def checkpoints(self) -> list[Checkpoint]:
+        """Return every checkpoint pruning has left, oldest first."""
+        return await self._store.list_checkpoints()
+
+    async def prune(
+        self, older_than: timedelta | datetime, *, keyring: Keyring,
+        identity: Identity | None = None,
+    ) -> PruneResult:
+        """Delete events older than ``older_than`` behind a signed checkpoint; audit the prune.
+
+        ``older_than`` is a retention (``timedelta``, at least one day) or an aware cutoff
+        time at least a day old. Only a gapless run of the oldest events goes and the newest
+        event always stays, so pruning again with the same cutoff deletes nothing more.
+        """
+        now = self._clock()
+        before = retention_cutoff(older_than, now=now)
+
+        def seal(seq: int, digest: str) -> Checkpoint:
+            return sign_checkpoint(keyring, seq=seq, hash=digest, created_at=now)
+
+        def audit(deleted: int, checkpoint: Checkpoint | None) -> AuditSealer:
+            detail = {"deleted": deleted, "checkpoint_seq": checkpoint.seq if checkpoint else None,
+                      "before": before.isoformat()}
+            return self.sealer(AuditEntry("audit.prune", Outcome.ALLOWED, identity=identity,
+                                          detail=detail))
+
+        return await self._store.prune_audit(before, seal, audit=audit)
+
+    async def verify(self, *, keyring: Keyring | None = None, batch: int = 5000) -> ChainReport:
+        """Walk the chain from its start, or its latest checkpoint, to the first broken link.
+
+        A pruned log needs ``keyring`` (previous keys included) to check the checkpoint's
+        signature; the first remaining event must then follow the checkpoint exactly.
+        """
+        for _ in range(3):
+            checkpoint = await self._store.latest_checkpoint()
+            report = await self._walk(checkpoint, keyring, batch)
+            # A prune committing mid-walk deletes rows under the walk: only then walk again.
+            if report.ok or await self._store.latest_checkpoint() == checkpoint:
+                break
+        return report
+
+    async def _walk(self, checkpoint: Checkpoint | None, keyring: Keyring | None, batch: int
+                    ) -> ChainReport:
+        head = await self._store.list_audit(AuditFilter(limit=1))
+        start = _start(checkpoint, head[0] if head else None, keyring)
+        if isinstance(start, ChainReport):
+            return start
+        after, prev = start
+        cp_seq = checkpoint.seq if checkpoint else None
+        checked = 0
         while True:
             events = await self._store.list_audit(AuditFilter(after_seq=after, limit=batch))
             if not events:
-                return ChainReport(ok=True, checked=checked)
-            report = verify_chain(events, prev_hash=prev, expected_seq=after + 1 if after else None)
+                return ChainReport(ok=True, checked=checked, checkpoint_seq=cp_seq)
+            report = verify_chain(events, prev_hash=prev, expected_seq=after + 1)
             if not report.ok:
                 return ChainReport(False, checked + report.checked, report.first_bad_seq,
-                                   report.problem)
+                                   report.problem, cp_seq)
             checked += report.checked
             after, prev = events[-1].seq, events[-1].hash
+
+
+def _start(checkpoint: Checkpoint | None, first: AuditEvent | None, keyring: Keyring | None
+           ) -> tuple[int, str] | ChainReport:
+    """Return where the walk starts (after seq, previous hash), or why it cannot start."""
+    if checkpoint is None:
+        if first is not None and first.seq != 1:
+            missing = "event 1 is" if first.seq == 2 else f"events 1 to {first.seq - 1} are"
+            return ChainReport(False, 0, first.seq,
+                               f"{missing} missing and no signed checkpoint covers them: rows "
+                               "or the checkpoint were deleted")
+        return 0, ""
+    cp = checkpoint.seq
+
+    def bad(seq: int, problem: str) -> ChainReport:
+        return ChainReport(False, 0, seq, problem, cp)
+
+    if keyring is None:
+        return bad(cp, f"the log was pruned up to seq {cp}; checking its checkpoint needs the "
+                       "keyring (pass keyring=...)")
+    problem = check_checkpoint(keyring, checkpoint)
+    if problem is not None:
+        return bad(cp, problem)
+    if first is None:
+        return bad(cp + 1, f"no event follows the checkpoint at seq {cp}: rows after it were "
+                           "deleted")
+    if first.seq > cp + 1:
+        return bad(first.seq, f"expected seq {cp + 1} after the checkpoint at seq {cp}, found "
+                              f"{first.seq}: rows missing")
+    if first.seq <= cp:
+        return bad(first.seq, f"event {first.seq} is at or before the checkpoint at seq {cp}: "
+                              "pruned rows were put back or the checkpoint was moved")
+    if first.prev_hash != checkpoint.hash:
+        return bad(first.seq, f"event {first.seq} does not link to the checkpoint at seq {cp}")
+    return cp, checkpoint.hash
 
 
 def verify_chain(

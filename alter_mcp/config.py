@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     request_state_key: SecretStr | None = None
+    # Keep no MCP session in memory (2025-11-25 era), so any replica answers any request;
+    # the 2026-07-28 era is sessionless anyway.
+    stateless_http: bool = False
     tool_body_max_chars: int = Field(default=100_000, ge=1000, le=10_000_000)
     user_token: SecretStr | None = None
     allow_insecure_http: bool = False
@@ -107,6 +110,8 @@ class Settings(BaseSettings):
     response_max_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     log_level: str = "INFO"
     policy_file: Path | None = None
+    # Days of audit events kept; older ones are pruned behind a signed checkpoint. None: all.
+    audit_retention_days: int | None = Field(default=None, ge=1, le=36_500)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     catalog: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
+from alter_mcp.config import Settings
 from alter_mcp.errors import (
     GrantNotFoundError,
     InvalidInputError,
@@ -159,3 +162,27 @@ async def test_vault_audit_failure_fails_the_action(vault: AlterVault) -> None:
     with sqlite3.connect(path) as raw:
         raw.execute("DROP TRIGGER no_audit")
     assert (await vault.get_grant(grant.grant_id)).status is GrantStatus.ACTIVE
+
+
+async def test_vault_prune_audit_keeps_chain_verifiable(settings: Settings) -> None:
+    """An operator prune behind a signed checkpoint leaves a chain that still verifies."""
+    from datetime import datetime, timedelta
+
+    from alter_mcp.errors import ConfigurationError
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    async with AlterVault(settings, clock=lambda: now[0]) as vault:
+        for _ in range(5):
+            await vault.list_grants()
+        with pytest.raises(ConfigurationError) as missing:
+            await vault.prune_audit()
+        assert missing.value.setting == "ALTER_MCP_AUDIT_RETENTION_DAYS"
+        now[0] += timedelta(days=3)
+        await vault.list_grants()
+        result = await vault.prune_audit(timedelta(days=1))
+        assert result.deleted == 6 and result.checkpoint is not None
+        report = await vault.verify_audit()
+        assert report.ok and report.checkpoint_seq == result.checkpoint.seq
+        as_user = vault.with_identity(Identity(principal=ALICE))
+        with pytest.raises(PolicyViolationError):
+            await as_user.prune_audit(timedelta(days=1))

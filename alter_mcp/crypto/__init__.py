@@ -5,7 +5,13 @@ for rotation, :func:`key_id_of` each blob); only the vault opens them.
 """
 
 from alter_mcp.crypto.envelope import FORMAT_VERSION, Envelope, RecordBinding, key_id_of
-from alter_mcp.crypto.keyring import KEY_SIZE, KeyEncryptionKey, Keyring, derive_key_id
+from alter_mcp.crypto.keyring import (
+    KEY_SIZE,
+    KeyEncryptionKey,
+    Keyring,
+    derive_key_id,
+    derive_subkey,
+)
 from alter_mcp.crypto.keysource import (
     MASTER_KEY_ENV,
     PREVIOUS_KEYS_ENV,
@@ -28,6 +34,7 @@ __all__ = [
     "RecordBinding",
     "add_key_to_file",
     "derive_key_id",
+    "derive_subkey",
     "encode_key",
     "generate_key",
     "key_id_of",

@@ -2,7 +2,8 @@
 
 A KEK's id is derived from its material, so the same key has the same id wherever it is
 loaded from (environment, key file, another replica). Blobs record the id of the KEK that
-wrapped their data key; the keyring finds that KEK again when the blob is opened.
+wrapped their data key; the keyring finds that KEK again when the blob is opened. A KEK is
+never used for anything but wrapping: other purposes get a subkey from :func:`derive_subkey`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["KEY_SIZE", "KeyEncryptionKey", "Keyring", "derive_key_id"]
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = ["KEY_SIZE", "KeyEncryptionKey", "Keyring", "derive_key_id", "derive_subkey"]
 
 KEY_SIZE = 32
 _ID_DOMAIN = b"alter-mcp kek id"
@@ -59,6 +63,21 @@ class KeyEncryptionKey:
     def __reduce__(self) -> tuple[object, ...]:
         # Pickling would write raw key material wherever the pickle goes (caches, queues).
         raise TypeError("KeyEncryptionKey cannot be pickled; pass the key id instead.")
+
+
+def derive_subkey(key: KeyEncryptionKey, info: bytes, *, length: int = KEY_SIZE) -> bytes:
+    """Return a key for one purpose, derived from ``key`` by HKDF-SHA256 with ``info``."""
+    # A KEK only ever wraps data keys; anything else (e.g. signing audit checkpoints) gets its
+    # own key, so a weakness in one use cannot leak into another.
+    if not isinstance(key, KeyEncryptionKey):
+        raise TypeError(f"key must be a KeyEncryptionKey, not {type(key).__name__}.")
+    if not isinstance(info, bytes) or not info:
+        raise ValueError("info must be non-empty bytes naming the subkey's purpose.")
+    if not 16 <= length <= 64:
+        raise ValueError(f"A subkey must be 16 to 64 bytes long, not {length}.")
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(
+        key.material
+    )
 
 
 class Keyring:

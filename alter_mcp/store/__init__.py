@@ -5,20 +5,24 @@ from __future__ import annotations
 from alter_mcp.errors import ConfigurationError
 from alter_mcp.store.base import (
     AuditFilter,
+    Checkpoint,
     CredentialRecord,
     EncryptedField,
     EncryptedRef,
     ProviderConfigRecord,
+    PruneResult,
     SessionRecord,
     Store,
 )
 
 __all__ = [
     "AuditFilter",
+    "Checkpoint",
     "CredentialRecord",
     "EncryptedField",
     "EncryptedRef",
     "ProviderConfigRecord",
+    "PruneResult",
     "SessionRecord",
     "Store",
     "open_store",

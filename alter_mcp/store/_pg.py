@@ -41,6 +41,7 @@ __all__ = [
     "bind",
     "bind_all",
     "create_pool",
+    "lock_audit",
     "rowcount",
     "transaction",
     "translate",
@@ -208,10 +209,15 @@ def bind_all(params: list[Any], values: Sequence[Any]) -> str:
     return ",".join(bind(params, value) for value in values)
 
 
-async def append_event(conn: Conn, seal: AuditSealer) -> AuditEvent:
-    """Append one chained audit event inside the caller's transaction."""
+async def lock_audit(conn: Conn) -> None:
+    """Take the audit chain's lock until the caller's transaction ends (on every replica)."""
     # Held to commit: the next writer, on any replica, reads the head only after this commits.
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, AUDIT_LOCK)
+
+
+async def append_event(conn: Conn, seal: AuditSealer) -> AuditEvent:
+    """Append one chained audit event inside the caller's transaction."""
+    await lock_audit(conn)
     head = await conn.fetchrow("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
     if head is None:
         head = await conn.fetchrow(

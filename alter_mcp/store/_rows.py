@@ -17,7 +17,12 @@ from alter_mcp.models import (
     ManagedSecret,
     Principal,
 )
-from alter_mcp.store.base import CredentialRecord, ProviderConfigRecord, SessionRecord
+from alter_mcp.store.base import (
+    Checkpoint,
+    CredentialRecord,
+    ProviderConfigRecord,
+    SessionRecord,
+)
 
 _PRINCIPAL: TypeAdapter[Any] = TypeAdapter(Principal)
 
@@ -151,6 +156,17 @@ def audit(row: Row) -> AuditEvent:
         seq=int(row["seq"]), time=_dt(row["time"]), prev_hash=row["prev_hash"], hash=row["hash"]
     )
     return AuditEvent.model_validate(data)
+
+
+def checkpoint_params(c: Checkpoint) -> tuple[Any, ...]:
+    """Return the insert parameters of an audit checkpoint."""
+    return (c.seq, c.hash, ts(c.created_at), c.signature)
+
+
+def checkpoint(row: Row) -> Checkpoint:
+    """Build an audit checkpoint from its row."""
+    return Checkpoint(seq=int(row["seq"]), hash=row["hash"], created_at=_dt(row["created_at"]),
+                      signature=row["signature"])
 
 
 def api_key(row: Row) -> ApiKeyRecord:

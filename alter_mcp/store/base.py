@@ -28,10 +28,14 @@ from alter_mcp.models import (
 
 __all__ = [
     "AuditFilter",
+    "Checkpoint",
+    "CheckpointSealer",
     "CredentialRecord",
     "EncryptedField",
     "EncryptedRef",
     "ProviderConfigRecord",
+    "PruneAuditor",
+    "PruneResult",
     "SessionRecord",
     "Store",
 ]
@@ -111,6 +115,30 @@ class AuditFilter:
 
 #: Builds the next audit event from its sequence number, time and the previous event's hash.
 AuditSealer = Callable[[int, str], AuditEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The signed seq and hash of the last event a prune removed: where the chain resumes."""
+
+    seq: int
+    hash: str
+    created_at: datetime
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What one prune did: how many events it deleted and the checkpoint it wrote, if any."""
+
+    deleted: int
+    checkpoint: Checkpoint | None
+
+
+#: Builds the signed checkpoint of the last pruned event from that event's seq and hash.
+CheckpointSealer = Callable[[int, str], Checkpoint]
+#: Builds the prune's own audit event from the number deleted and the checkpoint written.
+PruneAuditor = Callable[[int, Checkpoint | None], AuditSealer]
 
 
 @runtime_checkable
@@ -246,6 +274,23 @@ class Store(Protocol):
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
         """Return audit events matching the filter, ordered by seq."""
+
+    async def prune_audit(
+        self, before: datetime, seal: CheckpointSealer, *, audit: PruneAuditor | None = None
+    ) -> PruneResult:
+        """Delete the oldest events timed before ``before`` and checkpoint the last, atomically.
+
+        Only a gapless prefix of the chain goes (it stops at the first event at or after
+        ``before``), the newest event always stays, and the checkpoint ``seal`` builds for the
+        last deleted event is written in the same transaction, followed by the event ``audit``
+        builds, if given.
+        """
+
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        """Return the checkpoint with the highest seq: where the remaining chain resumes."""
+
+    async def list_checkpoints(self) -> list[Checkpoint]:
+        """Return every checkpoint, ordered by seq."""
 
     # -- agent API keys --------------------------------------------------------------------
     async def insert_api_key(

@@ -17,14 +17,18 @@ from typing import Any
 
 from alter_mcp.models import ApiKeyRecord, AuditEvent, Grant, GrantStatus, ManagedSecret
 from alter_mcp.store import _rows
-from alter_mcp.store._pg import append_event, bind, bind_all, rowcount, transaction
+from alter_mcp.store._pg import append_event, bind, bind_all, lock_audit, rowcount, transaction
 from alter_mcp.store.base import (
     AuditFilter,
     AuditSealer,
+    Checkpoint,
+    CheckpointSealer,
     CredentialRecord,
     EncryptedField,
     EncryptedRef,
     ProviderConfigRecord,
+    PruneAuditor,
+    PruneResult,
 )
 from alter_mcp.store.pg_sessions import PostgresSessions
 
@@ -285,6 +289,42 @@ class PostgresStore(PostgresSessions):
             *params,
         )
         return [_rows.audit(r) for r in rows]
+
+    async def prune_audit(
+        self, before: datetime, seal: CheckpointSealer, *, audit: PruneAuditor | None = None
+    ) -> PruneResult:
+        """Delete the oldest events timed before ``before`` and checkpoint the last, atomically."""
+        async with transaction(self._pool) as conn:
+            # The chain lock: no replica appends or prunes until this prune commits.
+            await lock_audit(conn)
+            # Only a gapless prefix goes (replica clocks may disagree with seq order), and
+            # the newest event always stays as the chain's head.
+            row = await conn.fetchrow(
+                "SELECT seq, hash FROM audit_events WHERE seq < COALESCE("
+                "(SELECT MIN(seq) FROM audit_events WHERE time >= $1), "
+                "(SELECT MAX(seq) FROM audit_events)) ORDER BY seq DESC LIMIT 1",
+                _ts(before),
+            )
+            deleted, checkpoint = 0, None
+            if row is not None:
+                checkpoint = seal(int(row["seq"]), str(row["hash"]))
+                await conn.execute("INSERT INTO audit_checkpoints VALUES ($1,$2,$3,$4)",
+                                   *_rows.checkpoint_params(checkpoint))
+                deleted = rowcount(await conn.execute(
+                    "DELETE FROM audit_events WHERE seq <= $1", checkpoint.seq))
+            if audit is not None:
+                await append_event(conn, audit(deleted, checkpoint))
+            return PruneResult(deleted=deleted, checkpoint=checkpoint)
+
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        """Return the checkpoint with the highest seq: where the remaining chain resumes."""
+        row = await self._one("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+        return _rows.checkpoint(row) if row else None
+
+    async def list_checkpoints(self) -> list[Checkpoint]:
+        """Return every checkpoint, ordered by seq."""
+        return [_rows.checkpoint(r)
+                for r in await self._all("SELECT * FROM audit_checkpoints ORDER BY seq")]
 
     # -- agent API keys -------------------------------------------------------------------------
     async def insert_api_key(

@@ -30,14 +30,18 @@ from alter_mcp.models import (
     GrantStatus,
     ManagedSecret,
 )
-from alter_mcp.store import _rows
+from alter_mcp.store import _rows, sqlite_audit
 from alter_mcp.store.base import (
     AuditFilter,
     AuditSealer,
+    Checkpoint,
+    CheckpointSealer,
     CredentialRecord,
     EncryptedField,
     EncryptedRef,
     ProviderConfigRecord,
+    PruneAuditor,
+    PruneResult,
     SessionRecord,
 )
 from alter_mcp.store.migrations import MIGRATIONS
@@ -67,20 +71,6 @@ def _now() -> float:
     return datetime.now(UTC).timestamp()
 
 
-def _append(conn: Conn, seal: AuditSealer) -> AuditEvent:
-    """Append one chained audit event inside the caller's transaction."""
-    head = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-    if head is None:
-        head = conn.execute(
-            "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-    seq, prev = (int(head["seq"]) + 1, str(head["hash"])) if head else (1, "")
-    event = seal(seq, prev)
-    conn.execute("INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)",
-                 _rows.audit_params(event))
-    return event
-
-
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
@@ -88,7 +78,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 def _audit(conn: Conn, seal: AuditSealer | None) -> None:
     if seal is not None:
-        _append(conn, seal)
+        sqlite_audit.append(conn, seal)
 
 
 class SQLiteStore:
@@ -510,30 +500,26 @@ class SQLiteStore:
     # -- audit --------------------------------------------------------------------------------
     async def append_audit(self, seal: AuditSealer) -> AuditEvent:
         """Append the event ``seal`` builds from the next seq and the chain head's hash."""
-        return await self._write(lambda c: _append(c, seal))
+        return await self._write(lambda c: sqlite_audit.append(c, seal))
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
         """Return audit events matching the filter, ordered by seq."""
-        clauses: list[str] = ["seq > ?"]
-        params: list[Any] = [flt.after_seq]
-        for column, value in (("principal", flt.principal), ("grant_id", flt.grant_id),
-                              ("provider_id", flt.provider_id), ("outcome", flt.outcome),
-                              ("action", flt.action),
-                              ("json_extract(data, '$.caller')", flt.caller)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if flt.since is not None:
-            clauses.append("time >= ?")
-            params.append(_ts(flt.since))
-        if flt.until is not None:
-            clauses.append("time < ?")
-            params.append(_ts(flt.until))
-        rows = await self._all(
-            f"SELECT * FROM audit_events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
-            [*params, flt.limit],
-        )
-        return [_rows.audit(r) for r in rows]
+        return await self._read(lambda c: sqlite_audit.select(c, flt))
+
+    async def prune_audit(
+        self, before: datetime, seal: CheckpointSealer, *, audit: PruneAuditor | None = None
+    ) -> PruneResult:
+        """Delete the oldest events timed before ``before`` and checkpoint the last, atomically."""
+        return await self._write(lambda c: sqlite_audit.prune(c, before, seal, audit))
+
+    async def latest_checkpoint(self) -> Checkpoint | None:
+        """Return the checkpoint with the highest seq: where the remaining chain resumes."""
+        found = await self._read(lambda c: sqlite_audit.checkpoints(c, latest=True))
+        return found[0] if found else None
+
+    async def list_checkpoints(self) -> list[Checkpoint]:
+        """Return every checkpoint, ordered by seq."""
+        return await self._read(sqlite_audit.checkpoints)
 
     # -- agent API keys -------------------------------------------------------------------------
     async def insert_api_key(

@@ -11,7 +11,7 @@ import hashlib
 import secrets as _secrets
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,6 +22,8 @@ from alter_mcp.audit import AuditEntry, AuditLog, ChainReport
 from alter_mcp.config import Settings, load_settings
 from alter_mcp.crypto import Envelope, Keyring, RecordBinding, load_keyring
 from alter_mcp.errors import (
+    AlterError,
+    ConfigurationError,
     GrantNotFoundError,
     InvalidInputError,
     PolicyViolationError,
@@ -41,6 +43,7 @@ from alter_mcp.providers import Catalog, load_catalog
 from alter_mcp.proxy import Sender, new_client
 from alter_mcp.redaction import Secret
 from alter_mcp.store import Store, open_store
+from alter_mcp.store.base import PruneResult
 
 __all__ = ["VaultBase", "secret_binding"]
 
@@ -269,8 +272,27 @@ class VaultBase:
 
     # -- audit ------------------------------------------------------------------------------
     async def verify_audit(self) -> ChainReport:
-        """Walk the audit hash chain and report the first broken link, if any."""
-        return await self._core.audit.verify()
+        """Walk the audit hash chain (from its signed checkpoint) and report the first break."""
+        return await self._core.audit.verify(keyring=self._core.envelope.keyring)
+
+    async def prune_audit(self, older_than: timedelta | datetime | None = None) -> PruneResult:
+        """Delete audit events older than the retention behind a signed checkpoint (operators)."""
+        ident = await self.current_identity()
+        try:
+            self._require_admin(ident, "prune the audit log")
+            if older_than is None:
+                days = self._core.settings.audit_retention_days
+                if days is None:
+                    raise ConfigurationError(
+                        "No audit retention is configured.",
+                        setting="ALTER_MCP_AUDIT_RETENTION_DAYS",
+                        hint="Set it (in days), or pass older_than.")
+                older_than = timedelta(days=days)
+            return await self._core.audit.prune(
+                older_than, keyring=self._core.envelope.keyring, identity=ident)
+        except AlterError as exc:
+            await self._fail("audit.prune", exc, ident)
+            raise
 
     @property
     def audit_log(self) -> AuditLog:

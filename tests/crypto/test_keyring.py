@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from alter_mcp.crypto import KeyEncryptionKey, Keyring, derive_key_id
+from alter_mcp.crypto import KeyEncryptionKey, Keyring, derive_key_id, derive_subkey
 from tests.crypto.helpers import assert_no_leak
 
 
@@ -132,3 +132,34 @@ def test_keyring_repr_shows_ids_only(key_a: KeyEncryptionKey, key_b: KeyEncrypti
         assert_no_leak(f"{ring} {ring!r} {ring.previous} {list(ring)}", key.material)
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(ring)
+
+
+def test_subkey_is_hkdf_of_material_bound_to_purpose(key_a: KeyEncryptionKey,
+                                                     key_b: KeyEncryptionKey) -> None:
+    """A subkey is HKDF-SHA256 of the KEK with the purpose as info: never the KEK itself."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    info = b"alter-mcp audit checkpoint"
+    subkey = derive_subkey(key_a, info)
+    reference = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
+    assert subkey == reference.derive(key_a.material) and len(subkey) == 32
+    assert subkey != key_a.material
+    assert subkey == derive_subkey(KeyEncryptionKey(key_a.material), info)
+    assert subkey != derive_subkey(key_a, b"another purpose")
+    assert subkey != derive_subkey(key_b, info)
+    assert len(derive_subkey(key_a, info, length=64)) == 64
+
+
+@pytest.mark.parametrize(("info", "length"), [(b"", 32), ("text", 32), (b"ok", 8), (b"ok", 65)])
+def test_subkey_rejects_missing_purpose_or_bad_length(key_a: KeyEncryptionKey, info: object,
+                                                      length: int) -> None:
+    """An empty or non-bytes purpose, or a length outside 16..64, raises ValueError."""
+    with pytest.raises(ValueError, match=r"info|subkey"):
+        derive_subkey(key_a, info, length=length)  # type: ignore[arg-type]
+
+
+def test_subkey_refuses_raw_bytes_as_key() -> None:
+    """Only a KeyEncryptionKey can be derived from, so raw material is never passed around."""
+    with pytest.raises(TypeError, match="KeyEncryptionKey"):
+        derive_subkey(os.urandom(32), b"purpose")  # type: ignore[arg-type]

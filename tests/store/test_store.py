@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,11 +24,13 @@ from alter_mcp.models import (
 )
 from alter_mcp.store import (
     AuditFilter,
+    Checkpoint,
     CredentialRecord,
     EncryptedField,
     SessionRecord,
     Store,
 )
+from tests.store.conftest import RawSQL
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ALICE = UserPrincipal(issuer="https://idp.test", subject="alice")
@@ -247,3 +250,110 @@ async def test_store_audit_filters_by_action_and_caller(store: Store) -> None:
     assert [e.seq for e in await store.list_audit(AuditFilter(caller="bot"))] == [1, 2]
     assert [e.seq for e in await store.list_audit(AuditFilter(action="request",
                                                               caller="bot"))] == [1]
+
+
+# -- audit retention ---------------------------------------------------------------------------
+def _checkpoint(seq: int, digest: str) -> Checkpoint:
+    return Checkpoint(seq=seq, hash=digest, created_at=T0 + timedelta(days=30),
+                      signature=f"sig{seq}")
+
+
+async def _events_on_days(store: Store, *days: int) -> AuditLog:
+    """Append one event per entry of ``days``, timed that many days after T0."""
+    moments = [T0 + timedelta(days=d) for d in days]
+    log = AuditLog(store, clock=lambda: moments.pop(0) if moments else T0 + timedelta(days=99))
+    for n in range(len(days)):
+        await log.record(entry(f"e{n + 1}"))
+    return log
+
+
+async def test_store_prune_audit_deletes_prefix_behind_checkpoint(store: Store) -> None:
+    """Events before the cutoff go, and the last one's seq and hash become the checkpoint."""
+    await _events_on_days(store, 0, 1, 2, 3, 4)
+    events = await store.list_audit(AuditFilter())
+    result = await store.prune_audit(T0 + timedelta(days=2), _checkpoint)
+    assert result.deleted == 2
+    assert result.checkpoint == _checkpoint(2, events[1].hash)
+    assert [e.seq for e in await store.list_audit(AuditFilter())] == [3, 4, 5]
+    assert await store.latest_checkpoint() == result.checkpoint
+    assert await store.list_checkpoints() == [result.checkpoint]
+
+
+async def test_store_prune_audit_stops_at_first_recent_event(store: Store) -> None:
+    """An old event after a recent one (clock skew) stays, so the chain keeps no hole."""
+    await _events_on_days(store, 0, 5, 1, 6)
+    result = await store.prune_audit(T0 + timedelta(days=3), _checkpoint)
+    assert result.deleted == 1 and result.checkpoint is not None and result.checkpoint.seq == 1
+    assert [e.seq for e in await store.list_audit(AuditFilter())] == [2, 3, 4]
+
+
+async def test_store_prune_audit_keeps_newest_event(store: Store) -> None:
+    """Even when every event is old enough, the newest one stays as the chain's head."""
+    await _events_on_days(store, 0, 1, 2)
+    result = await store.prune_audit(T0 + timedelta(days=50), _checkpoint)
+    assert result.deleted == 2
+    assert [e.seq for e in await store.list_audit(AuditFilter())] == [3]
+    again = await store.prune_audit(T0 + timedelta(days=50), _checkpoint)
+    assert again.deleted == 0 and again.checkpoint is None
+    assert len(await store.list_checkpoints()) == 1
+
+
+async def test_store_prune_audit_appends_its_event_in_same_transaction(store: Store) -> None:
+    """The prune's own event follows the kept events and is told what was pruned."""
+    log = await _events_on_days(store, 0, 1, 2)
+    told: list[tuple[int, int | None]] = []
+
+    def audit(deleted: int, checkpoint: Checkpoint | None) -> object:
+        told.append((deleted, checkpoint and checkpoint.seq))
+        return log.sealer(entry("audit.prune"))
+
+    await store.prune_audit(T0 + timedelta(days=2), _checkpoint, audit=audit)  # type: ignore[arg-type]
+    assert told == [(2, 2)]
+    events = await store.list_audit(AuditFilter())
+    assert [(e.seq, e.action) for e in events] == [(3, "e3"), (4, "audit.prune")]
+    assert verify_chain(events, prev_hash=events[0].prev_hash, expected_seq=3).ok
+
+
+async def test_store_prune_audit_rolls_back_when_its_event_fails(store: Store) -> None:
+    """If the prune's audit event cannot be built, nothing is deleted and no checkpoint stays."""
+    await _events_on_days(store, 0, 1, 2)
+
+    def broken(deleted: int, checkpoint: Checkpoint | None) -> object:
+        raise RuntimeError("audit down")
+
+    with pytest.raises(RuntimeError):
+        await store.prune_audit(T0 + timedelta(days=9), _checkpoint, audit=broken)  # type: ignore[arg-type]
+    assert [e.seq for e in await store.list_audit(AuditFilter())] == [1, 2, 3]
+    assert await store.latest_checkpoint() is None
+
+
+async def test_store_prune_audit_empty_log_is_noop(store: Store) -> None:
+    """Pruning an empty log deletes nothing and writes no checkpoint."""
+    result = await store.prune_audit(T0, _checkpoint)
+    assert (result.deleted, result.checkpoint) == (0, None)
+    assert await store.latest_checkpoint() is None and await store.list_checkpoints() == []
+
+
+async def test_store_audit_append_resumes_at_checkpoint_when_no_events(
+    store: Store, raw_sql: RawSQL
+) -> None:
+    """With every event gone, the next event continues from the latest checkpoint."""
+    log = await _events_on_days(store, 0, 1, 2)
+    result = await store.prune_audit(T0 + timedelta(days=9), _checkpoint)
+    assert result.checkpoint is not None
+    await raw_sql("DELETE FROM audit_events")
+    event = await log.record(entry("after"))
+    assert (event.seq, event.prev_hash) == (result.checkpoint.seq + 1, result.checkpoint.hash)
+
+
+async def test_store_prune_audit_during_appends_keeps_one_chain(store: Store) -> None:
+    """Prunes racing with forty appends leave a gapless chain that links to its checkpoint."""
+    log = await _events_on_days(store, *range(10))
+    prunes = [store.prune_audit(T0 + timedelta(days=d), _checkpoint) for d in (3, 6, 9)]
+    appends = [log.record(entry(f"late{n}")) for n in range(40)]
+    await asyncio.gather(*appends[:20], *prunes, *appends[20:])
+    checkpoint = await store.latest_checkpoint()
+    assert checkpoint is not None and checkpoint.seq == 9
+    events = await store.list_audit(AuditFilter(limit=100))
+    assert [e.seq for e in events] == list(range(10, 51))
+    assert verify_chain(events, prev_hash=checkpoint.hash, expected_seq=10).ok

@@ -1,0 +1,97 @@
+"""The SQLite store's audit statements: append, filter, prune behind a checkpoint.
+
+Each function runs on a connection inside a transaction the caller holds (``BEGIN IMMEDIATE``
+for writes), so a prune, its checkpoint and its own audit event commit or fail together, and
+no other writer (in this process or another sharing the file) sees the chain in between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from alter_mcp.models import AuditEvent
+from alter_mcp.store import _rows
+from alter_mcp.store.base import (
+    AuditFilter,
+    AuditSealer,
+    Checkpoint,
+    CheckpointSealer,
+    PruneAuditor,
+    PruneResult,
+)
+
+__all__ = ["append", "checkpoints", "prune", "select"]
+
+Conn = sqlite3.Connection
+
+
+def append(conn: Conn, seal: AuditSealer) -> AuditEvent:
+    """Append one chained audit event inside the caller's transaction."""
+    head = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+    if head is None:
+        # Every event may be gone (pruned, or a fresh chain): the last checkpoint is the head.
+        head = conn.execute(
+            "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    seq, prev = (int(head["seq"]) + 1, str(head["hash"])) if head else (1, "")
+    event = seal(seq, prev)
+    conn.execute("INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                 _rows.audit_params(event))
+    return event
+
+
+def select(conn: Conn, flt: AuditFilter) -> list[AuditEvent]:
+    """Return the events matching ``flt``, ordered by seq."""
+    clauses: list[str] = ["seq > ?"]
+    params: list[Any] = [flt.after_seq]
+    for column, value in (("principal", flt.principal), ("grant_id", flt.grant_id),
+                          ("provider_id", flt.provider_id), ("outcome", flt.outcome),
+                          ("action", flt.action),
+                          ("json_extract(data, '$.caller')", flt.caller)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if flt.since is not None:
+        clauses.append("time >= ?")
+        params.append(_rows.ts(flt.since))
+    if flt.until is not None:
+        clauses.append("time < ?")
+        params.append(_rows.ts(flt.until))
+    rows = conn.execute(
+        f"SELECT * FROM audit_events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
+        (*params, flt.limit),
+    ).fetchall()
+    return [_rows.audit(r) for r in rows]
+
+
+def prune(conn: Conn, before: datetime, seal: CheckpointSealer,
+          audit: PruneAuditor | None) -> PruneResult:
+    """Delete the gapless prefix of events older than ``before`` behind a new checkpoint."""
+    # Events are timed by the clock of whichever process wrote them, so time order and seq
+    # order can disagree slightly: stop at the first event that is not old enough, never
+    # leaving a hole in the chain, and always keep the newest event as the chain's head.
+    row = conn.execute(
+        "SELECT seq, hash FROM audit_events WHERE seq < COALESCE("
+        "(SELECT MIN(seq) FROM audit_events WHERE time >= ?), "
+        "(SELECT MAX(seq) FROM audit_events)) ORDER BY seq DESC LIMIT 1",
+        (_rows.ts(before),),
+    ).fetchone()
+    deleted, checkpoint = 0, None
+    if row is not None:
+        checkpoint = seal(int(row["seq"]), str(row["hash"]))
+        conn.execute("INSERT INTO audit_checkpoints VALUES (?,?,?,?)",
+                     _rows.checkpoint_params(checkpoint))
+        deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?",
+                               (checkpoint.seq,)).rowcount
+    if audit is not None:
+        append(conn, audit(deleted, checkpoint))
+    return PruneResult(deleted=deleted, checkpoint=checkpoint)
+
+
+def checkpoints(conn: Conn, *, latest: bool = False) -> list[Checkpoint]:
+    """Return every checkpoint ordered by seq, or only the latest one."""
+    sql = ("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1" if latest
+           else "SELECT * FROM audit_checkpoints ORDER BY seq")
+    return [_rows.checkpoint(r) for r in conn.execute(sql).fetchall()]
