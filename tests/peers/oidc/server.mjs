@@ -34,6 +34,8 @@ const provider = new Provider(issuer, {
   // Permissive: any client allowed the refresh_token grant gets one (no offline_access/prompt=consent dance).
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   ttl: cfg.ttl ?? {},
+  // Seconds of leeway on expiry checks (oidc-provider's default is 15); tests of expired tokens set 0.
+  ...(cfg.clockTolerance === undefined ? {} : { clockTolerance: cfg.clockTolerance }),
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
     devInteractions: { enabled: interactive },
