@@ -3,6 +3,8 @@
 ``build_server(vault)`` is what stdio and in-memory clients talk to; ``build_http_app(vault)``
 wraps the same server as a streamable-HTTP Starlette app that also serves ``/health``, the
 RFC 9728 metadata and the connect pages, behind Host/Origin checks against DNS rebinding.
+With ``stateless_http`` set, no MCP session is held in memory (the 2026-07-28 era holds none
+anyway), so any replica behind a load balancer answers any request.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def build_http_app(vault: AlterVault, *, server: FastMCP | None = None) -> Starl
     public = settings.public_url or ""
     app = server.http_app(
         path=settings.mcp_path,
+        stateless_http=settings.stateless_http,
         host_origin_protection=True,
         allowed_hosts=[h for h in (_host(public), *settings.allowed_hosts) if h],
         allowed_origins=[o for o in (_origin(public) if public else "",

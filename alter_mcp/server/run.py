@@ -7,10 +7,13 @@ import sys
 
 import uvicorn
 
+from alter_mcp.config import Settings
 from alter_mcp.server.app import build_http_app, build_server
 from alter_mcp.vault import AlterVault
 
-__all__ = ["configure_logging", "serve_http", "serve_stdio"]
+__all__ = ["configure_logging", "replica_warnings", "serve_http", "serve_stdio"]
+
+log = logging.getLogger(__name__)
 
 
 def configure_logging(level: str) -> None:
@@ -29,8 +32,29 @@ async def serve_stdio(vault: AlterVault) -> None:
 
 async def serve_http(vault: AlterVault, *, host: str, port: int) -> None:
     """Serve MCP over streamable HTTP on ``host:port`` until interrupted."""
+    for warning in replica_warnings(vault.settings):
+        log.warning("%s", warning)
+    if vault.settings.stateless_http:
+        # The SDK logs "Terminating session: None" at INFO after every stateless request.
+        logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     app = build_http_app(vault)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                             lifespan="on", server_header=False,
                             log_level=vault.settings.log_level.lower())
     await uvicorn.Server(config).serve()
+
+
+def replica_warnings(settings: Settings) -> list[str]:
+    """Return what would break if this server is one of several replicas (shared PostgreSQL)."""
+    if not settings.resolved_database_url.startswith(("postgresql://", "postgres://")):
+        return []
+    warnings = []
+    if not settings.stateless_http:
+        warnings.append("ALTER_MCP_STATELESS_HTTP is off: 2025-11-25 MCP sessions live in this "
+                        "process only, so behind a load balancer that is not sticky on "
+                        "Mcp-Session-Id another replica answers 404. Set it to true.")
+    if settings.request_state_key is None:
+        warnings.append("ALTER_MCP_REQUEST_STATE_KEY is not set: a 2026-07-28 retry "
+                        "(input_required) that lands on another replica is refused. Give "
+                        "every replica the same key.")
+    return warnings
