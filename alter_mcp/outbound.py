@@ -33,7 +33,10 @@ from alter_mcp.proxy import AnswerKind, PreparedRequest, ProxyResult, Sender, cl
 from alter_mcp.redaction import Secret
 from alter_mcp.store.base import AuditFilter, Store
 
-__all__ = ["ApprovalRequest", "Outbound", "RequestResult"]
+__all__ = ["RESERVE", "ApprovalRequest", "Outbound", "RequestResult"]
+
+#: The audit action that takes one slot of every rate limit a request is subject to.
+RESERVE = "request.reserve"
 
 #: Returns the grant's credential fields; ``force_refresh`` asks for a new OAuth token.
 CredentialGetter = Callable[..., Awaitable[dict[str, Secret]]]
@@ -172,19 +175,40 @@ class Outbound:
                  "label": g.label} for g in grants])
         return grants[0]
 
-    async def _usage(self, request: PolicyRequest, rules: Sequence[Rule]) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def _limits(self, ident: Identity, request: PolicyRequest,
+                rules: Sequence[Rule]) -> list[tuple[str, AuditFilter, int]]:
+        """Return, per rate-limited rule targeting the request, what to count and its limit."""
         now = self._clock()
+        out = []
         for key in usage_keys(request, rules):
             limit = next(r.rate_limit.limit for r in rules
                          if r.name == key.rule and r.rate_limit is not None)
-            flt = AuditFilter(
-                since=now - timedelta(seconds=key.window_seconds), action="request",
-                outcome=Outcome.ALLOWED.value, limit=limit + 1,
-                grant_id=key.subject if key.per == "grant" else None,
-                caller=key.subject if key.per == "caller" else None)
-            counts[key.rule] = len(await self._store.list_audit(flt))
-        return counts
+            scope: dict[str, Any] = {"grant_id": request.grant_id}
+            if key.per == "caller":
+                scope = ({"caller": ident.caller} if ident.caller
+                         else {"principal": ident.principal.key})
+            flt = AuditFilter(since=now - timedelta(seconds=key.window_seconds),
+                              action=RESERVE, outcome=Outcome.ALLOWED.value, limit=limit + 1,
+                              **scope)
+            out.append((key.rule, flt, limit))
+        return out
+
+    async def _usage(self, limits: Sequence[tuple[str, AuditFilter, int]]) -> dict[str, int]:
+        return {rule: len(await self._store.list_audit(flt)) for rule, flt, _ in limits}
+
+    async def _reserve(self, ident: Identity, grant: Grant, prepared: PreparedRequest,
+                       limits: Sequence[tuple[str, AuditFilter, int]]) -> None:
+        """Take one slot of every rate limit at once, or deny naming the full one."""
+        entry = AuditEntry(RESERVE, Outcome.ALLOWED, identity=ident, grant_id=grant.grant_id,
+                           provider_id=grant.provider_id, method=prepared.method.value,
+                           url=prepared.url, detail={"rules": [rule for rule, _, _ in limits]})
+        taken = await self._store.append_audit_within(
+            self._audit.sealer(entry), [(flt, limit) for _, flt, limit in limits])
+        if taken.event is None:
+            rule, _, limit = limits[taken.exceeded or 0]
+            raise PolicyViolationError(
+                f"Policy rule {rule!r} denied this request: its rate limit of {limit} "
+                "requests per window is reached.", rule=rule, reason="rate limit reached")
 
     async def _decide(self, ident: Identity, grant: Grant, prepared: PreparedRequest,
                       json_body: Any, approver: Approver | None, reason: str | None,
@@ -197,13 +221,15 @@ class Outbound:
             provider_id=grant.provider_id, grant_id=grant.grant_id,
             principal=ident.principal.key, groups=ident.groups, caller=ident.caller,
             mcp_client=ident.mcp_client, body=json_body)
-        decision = evaluate(request, rules, now=self._clock(),
-                            usage=await self._usage(request, rules))
+        limits = self._limits(ident, request, rules)
+        decision = evaluate(request, rules, now=self._clock(), usage=await self._usage(limits))
         if not decision.allowed:
             raise PolicyViolationError(
                 f"Policy rule {decision.rule!r} denied this request: {decision.reason}.",
                 rule=decision.rule or "policy", reason=decision.reason)
         if not decision.needs_approval:
+            if limits:
+                await self._reserve(ident, grant, prepared, limits)
             return ()
         rule = decision.approval_rules[0]
         if approver is None:
@@ -218,6 +244,8 @@ class Outbound:
         if not await approver(ask):
             raise PolicyViolationError("The human did not approve this request (approval "
                                        "denied).", rule=rule, reason="approval denied")
+        if limits:
+            await self._reserve(ident, grant, prepared, limits)
         return decision.approval_rules
 
     async def request(

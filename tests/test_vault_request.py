@@ -272,3 +272,25 @@ async def test_request_secrets_absent_from_audit_and_db(bin_vault: AlterVault,
         assert form not in blob
     events = await bin_vault.audit_log.events(AuditFilter(action="request"))
     assert all(token not in (e.url or "") for e in events)
+
+
+async def test_request_rate_limit_holds_under_concurrency(tmp_path: Path, master_key: str,
+                                                          httpbin_peer: HttpbinPeer) -> None:
+    """Of 40 concurrent requests under a limit of 4, exactly 4 are sent."""
+    import asyncio
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rule]]\nname = "four"\nrate_limit = {limit = 4, window_seconds = 60}\n')
+    settings = load_settings(
+        {"ALTER_MCP_DATA_DIR": str(tmp_path / "d"), "ALTER_MCP_MASTER_KEY": master_key,
+         "ALTER_MCP_ALLOW_INSECURE_HTTP": "true", "ALTER_MCP_POLICY_FILE": str(policy)},
+        catalog=catalog_for(httpbin_peer.port))
+    async with AlterVault(settings) as vault:
+        gid = await grant_for(vault, "bin-bearer", {"api_key": "a-9999"})
+        results = await asyncio.gather(*(
+            vault.request("GET", base(vault, httpbin_peer, "/get"), grant_id=gid)
+            for _ in range(40)), return_exceptions=True)
+        sent = [r for r in results if not isinstance(r, BaseException)]
+        denied = [r for r in results if isinstance(r, PolicyViolationError)]
+        assert len(sent) == 4 and len(denied) == 36
+        assert all(d.rule == "four" for d in denied)

@@ -36,6 +36,7 @@ __all__ = [
     "ProviderConfigRecord",
     "PruneAuditor",
     "PruneResult",
+    "Reservation",
     "SessionRecord",
     "Store",
 ]
@@ -111,6 +112,14 @@ class AuditFilter:
     caller: str | None = None
     after_seq: int = 0
     limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The outcome of a conditional append: the event, or which limit was already reached."""
+
+    event: AuditEvent | None
+    exceeded: int | None
 
 
 #: Builds the next audit event from its sequence number, time and the previous event's hash.
@@ -271,6 +280,15 @@ class Store(Protocol):
     # -- audit -----------------------------------------------------------------------------
     async def append_audit(self, seal: AuditSealer) -> AuditEvent:
         """Append the event ``seal`` builds from the next seq and the chain head's hash."""
+
+    async def append_audit_within(
+        self, seal: AuditSealer, limits: Sequence[tuple[AuditFilter, int]]
+    ) -> Reservation:
+        """Append ``seal``'s event only if every filter matches fewer events than its limit.
+
+        Counting and appending happen under the audit chain's lock, so concurrent callers on
+        any process or replica cannot both take the last slot of a rate limit.
+        """
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
         """Return audit events matching the filter, ordered by seq."""

@@ -29,6 +29,7 @@ from alter_mcp.store.base import (
     ProviderConfigRecord,
     PruneAuditor,
     PruneResult,
+    Reservation,
 )
 from alter_mcp.store.pg_sessions import PostgresSessions
 
@@ -270,10 +271,9 @@ class PostgresStore(PostgresSessions):
         async with transaction(self._pool) as conn:
             return await append_event(conn, seal)
 
-    async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
-        """Return audit events matching the filter, ordered by seq."""
-        params: list[Any] = [flt.after_seq]
-        clauses = ["seq > $1"]
+    @staticmethod
+    def _audit_where(flt: AuditFilter, params: list[Any]) -> str:
+        clauses = [f"seq > {bind(params, flt.after_seq)}"]
         for column, value in (("principal", flt.principal), ("grant_id", flt.grant_id),
                               ("provider_id", flt.provider_id), ("outcome", flt.outcome),
                               ("action", flt.action), ("data::json ->> 'caller'", flt.caller)):
@@ -283,12 +283,34 @@ class PostgresStore(PostgresSessions):
             clauses.append(f"time >= {bind(params, _ts(flt.since))}")
         if flt.until is not None:
             clauses.append(f"time < {bind(params, _ts(flt.until))}")
+        return " AND ".join(clauses)
+
+    async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
+        """Return audit events matching the filter, ordered by seq."""
+        params: list[Any] = []
+        where = self._audit_where(flt, params)
         rows = await self._all(
-            f"SELECT * FROM audit_events WHERE {' AND '.join(clauses)} "
+            f"SELECT * FROM audit_events WHERE {where} "
             f"ORDER BY seq LIMIT {bind(params, flt.limit)}",
             *params,
         )
         return [_rows.audit(r) for r in rows]
+
+    async def append_audit_within(
+        self, seal: AuditSealer, limits: Sequence[tuple[AuditFilter, int]]
+    ) -> Reservation:
+        """Append ``seal``'s event only if every filter matches fewer events than its limit."""
+        async with transaction(self._pool) as conn:
+            # The chain lock first: every replica counts and appends one at a time.
+            await lock_audit(conn)
+            for index, (flt, limit) in enumerate(limits):
+                params: list[Any] = []
+                where = self._audit_where(flt, params)
+                count = await conn.fetchval(
+                    f"SELECT COUNT(*) FROM audit_events WHERE {where}", *params)
+                if int(count) >= limit:
+                    return Reservation(event=None, exceeded=index)
+            return Reservation(event=await append_event(conn, seal), exceeded=None)
 
     async def prune_audit(
         self, before: datetime, seal: CheckpointSealer, *, audit: PruneAuditor | None = None

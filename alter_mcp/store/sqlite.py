@@ -42,6 +42,7 @@ from alter_mcp.store.base import (
     ProviderConfigRecord,
     PruneAuditor,
     PruneResult,
+    Reservation,
     SessionRecord,
 )
 from alter_mcp.store.migrations import MIGRATIONS
@@ -501,6 +502,12 @@ class SQLiteStore:
     async def append_audit(self, seal: AuditSealer) -> AuditEvent:
         """Append the event ``seal`` builds from the next seq and the chain head's hash."""
         return await self._write(lambda c: sqlite_audit.append(c, seal))
+
+    async def append_audit_within(
+        self, seal: AuditSealer, limits: Sequence[tuple[AuditFilter, int]]
+    ) -> Reservation:
+        """Append ``seal``'s event only if every filter matches fewer events than its limit."""
+        return await self._write(lambda c: sqlite_audit.append_within(c, seal, limits))
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
         """Return audit events matching the filter, ordered by seq."""

@@ -8,6 +8,7 @@ no other writer (in this process or another sharing the file) sees the chain in 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,9 +21,10 @@ from alter_mcp.store.base import (
     CheckpointSealer,
     PruneAuditor,
     PruneResult,
+    Reservation,
 )
 
-__all__ = ["append", "checkpoints", "prune", "select"]
+__all__ = ["append", "append_within", "checkpoints", "prune", "select"]
 
 Conn = sqlite3.Connection
 
@@ -42,8 +44,7 @@ def append(conn: Conn, seal: AuditSealer) -> AuditEvent:
     return event
 
 
-def select(conn: Conn, flt: AuditFilter) -> list[AuditEvent]:
-    """Return the events matching ``flt``, ordered by seq."""
+def _where(flt: AuditFilter) -> tuple[str, list[Any]]:
     clauses: list[str] = ["seq > ?"]
     params: list[Any] = [flt.after_seq]
     for column, value in (("principal", flt.principal), ("grant_id", flt.grant_id),
@@ -59,11 +60,28 @@ def select(conn: Conn, flt: AuditFilter) -> list[AuditEvent]:
     if flt.until is not None:
         clauses.append("time < ?")
         params.append(_rows.ts(flt.until))
+    return " AND ".join(clauses), params
+
+
+def select(conn: Conn, flt: AuditFilter) -> list[AuditEvent]:
+    """Return the events matching ``flt``, ordered by seq."""
+    where, params = _where(flt)
     rows = conn.execute(
-        f"SELECT * FROM audit_events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
-        (*params, flt.limit),
+        f"SELECT * FROM audit_events WHERE {where} ORDER BY seq LIMIT ?", (*params, flt.limit)
     ).fetchall()
     return [_rows.audit(r) for r in rows]
+
+
+def append_within(conn: Conn, seal: AuditSealer,
+                  limits: Sequence[tuple[AuditFilter, int]]) -> Reservation:
+    """Append ``seal``'s event unless a filter already matches its limit (caller's lock held)."""
+    for index, (flt, limit) in enumerate(limits):
+        where, params = _where(flt)
+        (count,) = conn.execute(f"SELECT COUNT(*) FROM audit_events WHERE {where}",
+                                params).fetchone()
+        if count >= limit:
+            return Reservation(event=None, exceeded=index)
+    return Reservation(event=append(conn, seal), exceeded=None)
 
 
 def prune(conn: Conn, before: datetime, seal: CheckpointSealer,

@@ -48,10 +48,6 @@ async def test_rate_limit_counts_requests_from_every_replica(
     assert built.balancer.served() == [0, 1] * LIMIT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "outbound.py counts usage from the audit log, then sends, then audits: concurrent requests "
-    "all see the same count (check-then-act), so the limit is exceeded, across replicas and "
-    "within one process alike"))
 async def test_rate_limit_holds_under_concurrent_requests(
         scene: SceneFactory, tmp_path: Path) -> None:
     """Of 10N concurrent calls spread over both replicas, at most N pass."""

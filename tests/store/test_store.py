@@ -357,3 +357,26 @@ async def test_store_prune_audit_during_appends_keeps_one_chain(store: Store) ->
     events = await store.list_audit(AuditFilter(limit=100))
     assert [e.seq for e in events] == list(range(10, 51))
     assert verify_chain(events, prev_hash=checkpoint.hash, expected_seq=10).ok
+
+
+async def test_store_append_within_takes_each_slot_once(store: Store) -> None:
+    """Concurrent conditional appends under a limit of 3 append exactly 3 events."""
+    import asyncio
+
+    log = AuditLog(store)
+    flt = AuditFilter(action="request.reserve", grant_id="g1")
+
+    async def reserve() -> bool:
+        entry = AuditEntry("request.reserve", Outcome.ALLOWED, grant_id="g1")
+        taken = await store.append_audit_within(log.sealer(entry), [(flt, 3)])
+        return taken.event is not None
+
+    outcomes = await asyncio.gather(*(reserve() for _ in range(12)))
+    assert outcomes.count(True) == 3
+    assert len(await store.list_audit(flt)) == 3
+    other = AuditFilter(action="request.reserve", grant_id="g2")
+    taken = await store.append_audit_within(
+        log.sealer(AuditEntry("request.reserve", Outcome.ALLOWED, grant_id="g2")),
+        [(other, 5), (flt, 3)])
+    assert taken.event is None and taken.exceeded == 1
+    assert (await log.verify()).ok
