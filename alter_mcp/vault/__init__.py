@@ -11,10 +11,11 @@ from alter_mcp.vault._base import secret_binding
 from alter_mcp.vault.access import AccessActions
 from alter_mcp.vault.connect import ConnectActions
 from alter_mcp.vault.grants import GrantActions
+from alter_mcp.vault.keys import KeyActions
 from alter_mcp.vault.secrets import SecretActions
 
 __all__ = ["AlterVault", "secret_binding"]
 
 
-class AlterVault(GrantActions, ConnectActions, SecretActions, AccessActions):
+class AlterVault(GrantActions, ConnectActions, SecretActions, AccessActions, KeyActions):
     """The embedded credential vault: grants, connections, requests, secrets and audit."""
