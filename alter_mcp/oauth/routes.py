@@ -1,14 +1,14 @@
 """The connect pages: ``/connect/{token}`` and ``/oauth/callback`` as a small Starlette app.
 
 The app is built from a :class:`ConnectHandler` (the vault's connect flow satisfies it), so
-this module knows nothing of the vault. Pages are plain HTML with no external assets, sent
-with ``no-store``, ``no-referrer`` and a CSP that allows nothing but their inline style, so
-the callback URL (which carries the code) never leaves the browser through a Referer.
+this module knows nothing of the vault; the HTML comes from :mod:`alter_mcp.oauth.pages`.
+Every response is sent with ``no-store``, ``no-referrer`` and a Content-Security-Policy that
+allows nothing but the pages' own stylesheet and forbids framing, so the callback URL (which
+carries the code) never leaves the browser through a Referer.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Mapping
 from typing import Protocol
@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from alter_mcp.errors import AlterError, ConnectFlowError, ProviderAPIError
+from alter_mcp.oauth import pages
 from alter_mcp.oauth.flow import CallbackOutcome, ConnectStart
 from alter_mcp.oauth.sessions import cookie_name
 
@@ -26,14 +27,7 @@ __all__ = ["ConnectHandler", "build_connect_app", "connect_routes"]
 
 log = logging.getLogger(__name__)
 
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "form-action 'none'; frame-ancestors 'none'",
-}
+_HEADERS = pages.HEADERS
 _STATUS = {
     "unknown_link": 404, "expired": 410, "used": 409, "unknown_state": 400, "replayed": 409,
     "foreign_state": 403, "issuer_mismatch": 400, "issuer_missing": 400,
@@ -41,10 +35,6 @@ _STATUS = {
     "provider_not_allowed": 400, "missing_code": 400, "account_mismatch": 409,
     "grant_unavailable": 410, "exchange_failed": 502,
 }
-_STYLE = ("body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;"
-          "padding:0 1rem;color:#222}h1{font-size:1.4rem}a.p{display:block;padding:.6rem 1rem;"
-          "margin:.5rem 0;border:1px solid #ccc;border-radius:.4rem;text-decoration:none;"
-          "color:#114}.muted{color:#666}")
 
 
 class ConnectHandler(Protocol):
@@ -58,31 +48,21 @@ class ConnectHandler(Protocol):
         """Handle the provider's redirect back."""
 
 
-def _page(title: str, body: str, *, status: int = 200) -> HTMLResponse:
-    document = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return HTMLResponse(document, status_code=status, headers=_HEADERS)
+def _send(page: pages.Page) -> HTMLResponse:
+    return HTMLResponse(pages.render(page), status_code=page.status, headers=_HEADERS)
 
 
-def _refusal(exc: AlterError) -> HTMLResponse:
+def _refusal(exc: AlterError, provider_error: str | None = None) -> HTMLResponse:
     """Render a typed error (its message never holds a secret) as the failure page."""
-    hint = f"<p class=muted>{html.escape(exc.hint)}</p>" if exc.hint else ""
     if isinstance(exc, ConnectFlowError):
         status = _STATUS.get(exc.reason, 400)
     else:
         status = 502 if isinstance(exc, ProviderAPIError) else 400
-    return _page("Connection not completed", f"<p>{html.escape(exc.message)}</p>{hint}",
-                 status=status)
+    return _send(pages.refused(exc, status=status, provider_error=provider_error))
 
 
 def _unexpected() -> HTMLResponse:
-    return _page("Connection not completed",
-                 "<p>Something went wrong on this server; nothing was connected.</p>"
-                 "<p class=muted>Ask for a new connect link and try again.</p>", status=500)
+    return _send(pages.unexpected())
 
 
 def build_connect_app(handler: ConnectHandler, *, secure_cookies: bool | None = None
@@ -118,10 +98,7 @@ def connect_routes(handler: ConnectHandler, *, secure_cookies: bool | None = Non
             log.exception("connect page failed")
             return _unexpected()
         if started.redirect_url is None:
-            links = "".join(
-                f"<a class=p href='?provider={html.escape(c.provider_id, quote=True)}'>"
-                f"{html.escape(c.name)}</a>" for c in started.choices)
-            return _page("Choose an account to connect", links)
+            return _send(pages.picker(started.choices))
         response = RedirectResponse(started.redirect_url, status_code=303, headers=_HEADERS)
         if started.cookie_value is not None:
             # Binds this browser to the session: a callback from any other browser is refused.
@@ -137,7 +114,9 @@ def connect_routes(handler: ConnectHandler, *, secure_cookies: bool | None = Non
         try:
             outcome = await handler.callback(params, dict(request.cookies))
         except AlterError as exc:
-            return _refusal(exc)
+            # Only an authentic callback (state, browser and issuer checked) gets this far
+            # with the provider's error code; the page explains it in plain words.
+            return _refusal(exc, params.get("error"))
         except Exception:
             # Logged without the request: its URL carries the code and the state.
             log.exception("OAuth callback failed")
@@ -146,13 +125,9 @@ def connect_routes(handler: ConnectHandler, *, secure_cookies: bool | None = Non
             response: Response = RedirectResponse(outcome.return_url, status_code=303,
                                                   headers=_HEADERS)
         else:
-            account = (f" as <b>{html.escape(outcome.account_identifier)}</b>"
-                       if outcome.account_identifier else "")
-            verb = "re-authorized" if outcome.repaired else "connected"
-            response = _page(
-                f"{outcome.provider_name} {verb}",
-                f"<p>Your {html.escape(outcome.provider_name)} account is {verb}{account}.</p>"
-                "<p class=muted>You can close this window.</p>")
+            response = _send(pages.connected(outcome.provider_name,
+                                             outcome.account_identifier,
+                                             repaired=outcome.repaired))
         response.delete_cookie(cookie_name(outcome.session_id), path=_cookie_path(request),
                                httponly=True, samesite="lax", secure=_secure(request))
         return response
