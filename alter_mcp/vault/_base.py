@@ -286,7 +286,8 @@ class VaultBase:
                     raise ConfigurationError(
                         "No audit retention is configured.",
                         setting="ALTER_MCP_AUDIT_RETENTION_DAYS",
-                        hint="Set it (in days), or pass older_than.")
+                        hint="Set ALTER_MCP_AUDIT_RETENTION_DAYS (in days), or pass older_than"
+                             " (alter-mcp audit prune --older-than-days N).")
                 older_than = timedelta(days=days)
             return await self._core.audit.prune(
                 older_than, keyring=self._core.envelope.keyring, identity=ident)
