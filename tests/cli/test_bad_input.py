@@ -83,6 +83,8 @@ CASES = [
     Case("audit verify", ["audit", "verify"], 2, "ALTER_MCP_MASTER_KEY",
          env={"ALTER_MCP_MASTER_KEY": LEAK}),
     Case("keys list", ["--config", "{tmp}/missing.toml", "keys", "list"], 2, "does not exist"),
+    Case("audit prune", ["audit", "prune", "--older-than-days", "0"], 2, "--older-than-days"),
+    Case("audit prune", ["audit", "prune"], 2, "ALTER_MCP_AUDIT_RETENTION_DAYS"),
 ]
 
 
