@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 
 from alter_mcp.config import Settings, load_settings
-from alter_mcp.crypto import Envelope, Keyring, load_keyring
+from alter_mcp.crypto import Envelope, Keyring, load_keyring_for
 from alter_mcp.errors import AlterError
 from alter_mcp.oauth.clients import provider_secret_binding
 from alter_mcp.providers import Catalog, load_catalog
@@ -86,12 +86,7 @@ async def run_checks(*, http: httpx2.AsyncClient | None = None) -> list[Check]:
 
 def _keyring(settings: Settings, checks: list[Check]) -> Keyring | None:
     try:
-        keyring = load_keyring(
-            master_key=settings.master_key.get_secret_value() if settings.master_key else None,
-            previous_keys=[k for k in (settings.previous_keys.get_secret_value()
-                                       if settings.previous_keys else "").split(",") if k],
-            key_file=settings.resolved_key_file,
-        )
+        keyring = load_keyring_for(settings)
     except AlterError as exc:
         checks.append(_failed("encryption key", exc))
         return None

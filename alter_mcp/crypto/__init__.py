@@ -19,6 +19,7 @@ from alter_mcp.crypto.keysource import (
     encode_key,
     generate_key,
     load_keyring,
+    load_keyring_for,
     load_keyring_from_env,
     parse_key,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "generate_key",
     "key_id_of",
     "load_keyring",
+    "load_keyring_for",
     "load_keyring_from_env",
     "parse_key",
 ]

@@ -21,9 +21,13 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alter_mcp.crypto.keyring import KEY_SIZE, KeyEncryptionKey, Keyring
 from alter_mcp.errors import ConfigurationError, KeyUnavailableError
+
+if TYPE_CHECKING:
+    from alter_mcp.config import Settings
 
 __all__ = [
     "MASTER_KEY_ENV",
@@ -32,6 +36,7 @@ __all__ = [
     "encode_key",
     "generate_key",
     "load_keyring",
+    "load_keyring_for",
     "load_keyring_from_env",
     "parse_key",
 ]
@@ -118,6 +123,17 @@ def load_keyring_from_env(
         master_key=environ.get(MASTER_KEY_ENV),
         previous_keys=[k for k in previous.split(",") if k.strip()],
         key_file=key_file,
+        create=create,
+    )
+
+
+def load_keyring_for(settings: Settings, *, create: bool = True) -> Keyring:
+    """Build the keyring the settings name: the master key and previous keys, or the key file."""
+    previous = settings.previous_keys.get_secret_value() if settings.previous_keys else ""
+    return load_keyring(
+        master_key=settings.master_key.get_secret_value() if settings.master_key else None,
+        previous_keys=[k.strip() for k in previous.split(",") if k.strip()],
+        key_file=settings.resolved_key_file,
         create=create,
     )
 

@@ -20,7 +20,7 @@ import httpx2
 from alter_mcp import identity as _identity
 from alter_mcp.audit import AuditEntry, AuditLog, ChainReport
 from alter_mcp.config import Settings, load_settings
-from alter_mcp.crypto import Envelope, Keyring, RecordBinding, load_keyring
+from alter_mcp.crypto import Envelope, Keyring, RecordBinding, load_keyring_for
 from alter_mcp.errors import (
     AlterError,
     ConfigurationError,
@@ -108,14 +108,7 @@ class VaultBase:
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         settings = settings or load_settings()
-        keyring = keyring or load_keyring(
-            master_key=settings.master_key.get_secret_value() if settings.master_key else None,
-            previous_keys=[
-                k.strip() for k in (settings.previous_keys.get_secret_value()
-                                    if settings.previous_keys else "").split(",") if k.strip()
-            ],
-            key_file=settings.resolved_key_file,
-        )
+        keyring = keyring or load_keyring_for(settings)
         self._core = _Core(
             settings,
             store or open_store(settings.resolved_database_url),

@@ -303,3 +303,20 @@ def test_add_key_to_file_failure_leaves_file_unchanged(
         add_key_to_file(key_file, key_b)
     assert key_file.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["keys.json"]
+
+
+def test_keysource_keyring_for_settings_reads_master_and_previous_keys(tmp_path: Path) -> None:
+    """The settings' master key is active and each comma-separated previous key is kept."""
+    from alter_mcp.config import load_settings
+    from alter_mcp.crypto import encode_key, generate_key, load_keyring_for
+
+    active, old1, old2 = generate_key(), generate_key(), generate_key()
+    settings = load_settings({
+        "ALTER_MCP_DATA_DIR": str(tmp_path),
+        "ALTER_MCP_MASTER_KEY": encode_key(active),
+        "ALTER_MCP_PREVIOUS_KEYS": f" {encode_key(old1)} ,{encode_key(old2)},",
+    })
+    ring = load_keyring_for(settings)
+    assert ring.active.id == active.id
+    assert [k.id for k in ring.previous] == [old1.id, old2.id]
+    assert not (tmp_path / "master.key").exists()
