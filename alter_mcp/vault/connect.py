@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from alter_mcp.models import (
     Grant,
     GrantKind,
     GrantStatus,
+    Identity,
     Outcome,
 )
 from alter_mcp.oauth.clients import OAuthClientInfo
@@ -153,15 +155,18 @@ class ConnectActions(VaultBase):
         """
         if self._core.outbound is None:
             raise StoreError("The vault is not open.", hint="Use the vault as `async with`.")
+        ident = await self.current_identity()
+        # The identity is resolved once per request: a token-based source verifies a JWT.
         return await self._core.outbound.request(
-            await self.current_identity(), method, url, credential=self._credential_for,
+            ident, method, url, credential=functools.partial(self._credential_for,
+                                                             identity=ident),
             repair_link=self._oauth.repair_link, grant_id=grant_id, provider=provider,
             account=account, json=json, body=body, extra_headers=extra_headers,
             query_params=query_params, path_params=path_params, reason=reason,
             timeout=timeout, approver=approver)
 
     async def _credential_for(
-        self, grant: Grant, *, force_refresh: bool = False
+        self, grant: Grant, *, force_refresh: bool = False, identity: Identity | None = None
     ) -> dict[str, Secret]:
         """Return the grant's credential fields, refreshing an OAuth token first if due."""
         if grant.status is GrantStatus.REVOKED:
@@ -171,8 +176,8 @@ class ConnectActions(VaultBase):
             if grant.secret_id is None:
                 raise GrantNotFoundError(grant_id=grant.grant_id)
             return await self._secret_values(grant.secret_id)
-        tokens = await self._oauth.credential(grant, force=force_refresh,
-                                              identity=await self.current_identity())
+        tokens = await self._oauth.credential(
+            grant, force=force_refresh, identity=identity or await self.current_identity())
         fields = {"access_token": tokens.access_token}
         fields.update((name, Secret(value)) for name, value in tokens.extras.items())
         return fields
