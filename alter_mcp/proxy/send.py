@@ -41,6 +41,7 @@ from alter_mcp.proxy.destination import (
 from alter_mcp.proxy.guard import PreparedRequest, reserved_names
 from alter_mcp.proxy.inject import USER_AGENT, inject
 from alter_mcp.proxy.result import ProxyResult, RedirectReason, build_result
+from alter_mcp.proxy.transport import pooled_transport
 from alter_mcp.redaction import REDACTED, Secret, redact_text
 
 __all__ = ["REDIRECT_STATUSES", "Sender", "new_client"]
@@ -98,7 +99,8 @@ def new_client(
         follow_redirects=False, cookies=jar, timeout=timeout, trust_env=trust_env,
         limits=httpx2.Limits(max_connections=max_connections,
                              max_keepalive_connections=max_connections),
-        transport=transport,
+        transport=transport or pooled_transport(max_connections=max_connections,
+                                                trust_env=trust_env),
     )
 
 
