@@ -17,7 +17,9 @@ __all__ = [
     "REDACTED",
     "SENSITIVE_HEADERS",
     "SENSITIVE_PARAMS",
+    "KnownSecrets",
     "Secret",
+    "known_secrets",
     "redact",
     "redact_headers",
     "redact_text",
@@ -91,20 +93,34 @@ class Secret:
         raise TypeError("Secret values cannot be pickled")
 
 
-def _values(secrets: Iterable[str | Secret]) -> list[str]:
-    out = []
+class KnownSecrets(tuple[str, ...]):
+    """Secret values ready to redact: plaintext, unique, 4+ characters, longest first.
+
+    Build it once with :func:`known_secrets` when one set of secrets redacts many strings (a
+    response body, every header): each ``redact_*`` call then skips normalising it again.
+    """
+
+    __slots__ = ()
+
+
+def known_secrets(secrets: Iterable[str | Secret]) -> KnownSecrets:
+    """Return ``secrets`` as :class:`KnownSecrets` (unchanged if it already is one)."""
+    if isinstance(secrets, KnownSecrets):
+        return secrets
+    out = set()
     for item in secrets:
         value = item.reveal() if isinstance(item, Secret) else item
         if value and len(value) >= _MIN_SECRET_LEN:
-            out.append(value)
+            out.add(value)
     # Longest first, so a secret containing another is replaced whole.
-    return sorted(set(out), key=len, reverse=True)
+    return KnownSecrets(sorted(out, key=len, reverse=True))
 
 
 def redact_text(text: str, secrets: Iterable[str | Secret] = ()) -> str:
     """Return ``text`` with known secret values and secret-shaped fragments replaced."""
-    for value in _values(secrets):
-        text = text.replace(value, REDACTED)
+    for value in known_secrets(secrets):
+        if value in text:
+            text = text.replace(value, REDACTED)
     text = _SCHEME_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _JSON_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
     return _QUERY_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
@@ -114,7 +130,7 @@ def redact_url(
     url: str, secrets: Iterable[str | Secret] = (), *, params: Iterable[str] = ()
 ) -> str:
     """Return ``url`` without userinfo and with secret query values replaced."""
-    names = SENSITIVE_PARAMS | {p.lower() for p in params}
+    names = SENSITIVE_PARAMS | {p.lower() for p in params} if params else SENSITIVE_PARAMS
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -134,7 +150,7 @@ def redact_headers(
     headers: Mapping[str, str], secrets: Iterable[str | Secret] = ()
 ) -> dict[str, str]:
     """Return a copy of ``headers`` with secret header values replaced."""
-    known = _values(secrets)
+    known = known_secrets(secrets)
     return {
         name: REDACTED if name.lower() in SENSITIVE_HEADERS else redact_text(value, known)
         for name, value in headers.items()
@@ -143,7 +159,7 @@ def redact_headers(
 
 def redact(value: Any, secrets: Iterable[str | Secret] = ()) -> Any:
     """Return ``value`` (str, mapping, sequence or scalar) with every secret redacted."""
-    known = _values(secrets)
+    known = known_secrets(secrets)
     if isinstance(value, str):
         return redact_text(value, known)
     if isinstance(value, Secret):

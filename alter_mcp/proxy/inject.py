@@ -14,6 +14,7 @@ URL-encoded, base64, JSON-escaped), so the response can be scrubbed.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import string
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,7 @@ from alter_mcp.providers.schema import Injection, InjectionKind, Provider
 from alter_mcp.proxy.destination import DEFAULT_PORTS, encode_query, is_loopback
 from alter_mcp.proxy.guard import CALLER_FORBIDDEN, HOP_BY_HOP, PreparedRequest, reserved_names
 from alter_mcp.proxy.sigv4 import sign_v4
-from alter_mcp.redaction import Secret
+from alter_mcp.redaction import KnownSecrets, Secret
 
 __all__ = ["USER_AGENT", "OutboundRequest", "inject", "secret_forms"]
 
@@ -45,14 +46,22 @@ class OutboundRequest:
     headers: tuple[tuple[str, str], ...] = field(repr=False)
     content: bytes | None = field(repr=False)
     #: Every plaintext form of the credential that a response must not show.
-    secrets: tuple[str, ...] = field(repr=False)
+    secrets: KnownSecrets = field(repr=False)
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("OutboundRequest holds a credential and cannot be pickled")
 
 
-def secret_forms(values: Iterable[str]) -> tuple[str, ...]:
+def secret_forms(values: Iterable[str]) -> KnownSecrets:
     """Return ``values`` with their URL-encoded, base64 and JSON-escaped forms, longest first."""
+    return _forms(tuple(values))
+
+
+# A grant's credential is the same on every request until it changes, so its forms are
+# worked out once. The cache lives in memory only, beside the plaintext the vault already
+# holds while it sends; it is bounded, and a rotated credential simply misses.
+@functools.lru_cache(maxsize=512)
+def _forms(values: tuple[str, ...]) -> KnownSecrets:
     forms: set[str] = set()
     for value in values:
         if len(value) < _MIN_FORM_LENGTH:
@@ -65,8 +74,8 @@ def secret_forms(values: Iterable[str]) -> tuple[str, ...]:
         for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
             text = encoded.decode("ascii")
             forms.update({text, text.rstrip("=")})
-    return tuple(sorted((f for f in forms if len(f) >= _MIN_FORM_LENGTH),
-                        key=lambda f: (-len(f), f)))
+    return KnownSecrets(sorted((f for f in forms if len(f) >= _MIN_FORM_LENGTH),
+                               key=lambda f: (-len(f), f)))
 
 
 def _credential_field(provider: Provider, credential: Mapping[str, Secret], name: str) -> str:
