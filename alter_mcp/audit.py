@@ -8,9 +8,11 @@ behind a signed checkpoint (:mod:`alter_mcp.audit_retention`), where verificatio
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,8 +21,16 @@ from alter_mcp.audit_retention import check_checkpoint, retention_cutoff, sign_c
 from alter_mcp.crypto import Keyring
 from alter_mcp.errors import AlterError, AuditWriteError
 from alter_mcp.models import AuditEvent, Identity, Outcome
-from alter_mcp.redaction import Secret, redact, redact_text, redact_url
-from alter_mcp.store.base import AuditFilter, AuditSealer, Checkpoint, PruneResult, Store
+from alter_mcp.redaction import Secret, known_secrets, redact, redact_text, redact_url
+from alter_mcp.store._rows import audit_data
+from alter_mcp.store.base import (
+    AuditFilter,
+    AuditSealer,
+    Checkpoint,
+    PruneResult,
+    SealedEvent,
+    Store,
+)
 
 __all__ = ["AuditEntry", "AuditLog", "ChainReport", "event_hash", "verify_chain"]
 
@@ -29,10 +39,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def event_hash(prev_hash: str, payload: dict[str, Any]) -> str:
     """Return the SHA-256 chaining ``prev_hash`` to an event's canonical JSON."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{prev_hash}\n{_canonical(payload)}".encode()).hexdigest()
 
 
 def _payload(event: AuditEvent) -> dict[str, Any]:
@@ -79,16 +92,44 @@ class ChainReport:
     checkpoint_seq: int | None = None
 
 
+#: The most events one group commit writes; later callers start the next batch.
+_MAX_BATCH = 256
+
+
+class _Batch:
+    """Events waiting for one group commit, and its outcome."""
+
+    __slots__ = ("done", "error", "events", "seals")
+
+    def __init__(self, seal: AuditSealer) -> None:
+        self.seals = [seal]
+        self.done = asyncio.Event()
+        self.events: list[AuditEvent] | None = None
+        self.error: Exception | None = None
+
+
 class AuditLog:
     """Seals entries into chained events and writes them through the store."""
 
     def __init__(self, store: Store, *, clock: Callable[[], datetime] = _now) -> None:
         self._store = store
         self._clock = clock
+        self._open: _Batch | None = None
+        self._in_flight = 0
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Mark an action that will record an event soon (lets its peers group-commit)."""
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     def sealer(self, entry: AuditEntry, secrets: Iterable[str | Secret] = ()) -> AuditSealer:
         """Return the function the store calls to build the event at the chain's head."""
-        known = list(secrets)
+        known = known_secrets(secrets)
         ident = entry.identity
         moment = self._clock().astimezone(UTC)
         # Millisecond precision survives every backend's timestamp type unchanged.
@@ -119,25 +160,66 @@ class AuditLog:
         # fills in the chain position and hashes.
         base = AuditEvent(seq=0, prev_hash="", hash="", **fields)
         payload = _payload(base)
+        data = audit_data(payload)
 
-        def seal(seq: int, prev_hash: str) -> AuditEvent:
+        def seal(seq: int, prev_hash: str) -> SealedEvent:
             payload["seq"], payload["prev_hash"] = seq, prev_hash
             digest = event_hash(prev_hash, payload)
-            return base.model_copy(update={"seq": seq, "prev_hash": prev_hash, "hash": digest})
+            event = base.model_copy(update={"seq": seq, "prev_hash": prev_hash, "hash": digest})
+            return SealedEvent(event, data)
 
         return seal
 
     async def record(
         self, entry: AuditEntry, secrets: Iterable[str | Secret] = ()
     ) -> AuditEvent:
-        """Write one event now; raise ``AuditWriteError`` if it cannot be written."""
-        try:
-            return await self._store.append_audit(self.sealer(entry, secrets))
-        except Exception as exc:
+        """Write one event now; raise ``AuditWriteError`` if it cannot be written.
+
+        Group commit: events recorded during the same event-loop turn are written in one
+        transaction, and each caller returns only once that transaction has committed (or
+        raises if it failed), so every answer still waits for its own event. The first caller
+        waits one turn for others only when other actions are :meth:`in_flight`.
+        """
+        seal = self.sealer(entry, secrets)
+        batch = self._open
+        if batch is not None and len(batch.seals) < _MAX_BATCH:
+            index = len(batch.seals)
+            batch.seals.append(seal)
+        elif self._in_flight > 1:
+            # Others may finish during this turn of the event loop: open a batch for them and
+            # commit it from a task of its own, after the turn. A cancelled caller then only
+            # stops waiting; the batch, its own event included, is still written.
+            index, batch = 0, _Batch(seal)
+            self._open = batch
+            task = asyncio.get_running_loop().create_task(self._flush(batch, after_turn=True))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+        else:
+            # Alone: commit now, inline. Nobody else waits on this batch.
+            index, batch = 0, _Batch(seal)
+            await self._flush(batch)
+        if not batch.done.is_set():
+            await batch.done.wait()
+        if batch.events is None:
             raise AuditWriteError(
                 "The audit event could not be written, so the action was not completed.",
                 hint="Check the database (disk space, permissions) and retry.",
-            ) from exc
+            ) from batch.error
+        return batch.events[index]
+
+    async def _flush(self, batch: _Batch, *, after_turn: bool = False) -> None:
+        try:
+            if after_turn:
+                await asyncio.sleep(0)
+                if self._open is batch:
+                    self._open = None
+            batch.events = await self._store.append_audit_many(batch.seals)
+        except Exception as exc:  # every caller of the batch raises it
+            batch.error = exc
+        finally:
+            if self._open is batch:
+                self._open = None
+            batch.done.set()
 
     async def events(self, flt: AuditFilter) -> list[AuditEvent]:
         """Return events matching the filter."""

@@ -259,6 +259,22 @@ class Outbound:
         approver: Approver | None = None,
     ) -> RequestResult:
         """Send one authenticated request for ``ident`` and audit it, whatever happens."""
+        with self._audit.in_flight():
+            return await self._request(
+                ident, method, url, credential=credential, repair_link=repair_link,
+                grant_id=grant_id, provider=provider, account=account, json=json, body=body,
+                extra_headers=extra_headers, query_params=query_params,
+                path_params=path_params, reason=reason, timeout=timeout, approver=approver)
+
+    async def _request(
+        self, ident: Identity, method: HttpMethod | str, url: str, *,
+        credential: CredentialGetter, repair_link: RepairLink, grant_id: str | None,
+        provider: str | None, account: str | None, json: Any, body: Any,
+        extra_headers: Mapping[str, str] | None, query_params: Mapping[str, str] | None,
+        path_params: Mapping[str, str] | None, reason: str | None,
+        timeout: float | None,  # noqa: ASYNC109 - the HTTP timeout, passed on
+        approver: Approver | None,
+    ) -> RequestResult:
         started = time.perf_counter()
         facts: dict[str, Any] = {"method": str(getattr(method, "value", method))[:16],
                                  "url": url if isinstance(url, str) else None,

@@ -38,6 +38,7 @@ __all__ = [
     "PostgresBase",
     "PostgresURL",
     "append_event",
+    "append_events",
     "bind",
     "bind_all",
     "create_pool",
@@ -217,17 +218,26 @@ async def lock_audit(conn: Conn) -> None:
 
 async def append_event(conn: Conn, seal: AuditSealer) -> AuditEvent:
     """Append one chained audit event inside the caller's transaction."""
+    return (await append_events(conn, (seal,)))[0]
+
+
+async def append_events(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
+    """Append chained audit events, in order, inside the caller's transaction."""
     await lock_audit(conn)
     head = await conn.fetchrow("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
     if head is None:
         head = await conn.fetchrow(
             "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
         )
-    seq, prev = (int(head["seq"]) + 1, str(head["hash"])) if head else (1, "")
-    event = seal(seq, prev)
-    await conn.execute("INSERT INTO audit_events VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-                       *_rows.audit_params(event))
-    return event
+    seq, prev = (int(head["seq"]), str(head["hash"])) if head else (0, "")
+    sealed = []
+    for seal in seals:
+        seq += 1
+        sealed.append(seal(seq, prev))
+        prev = sealed[-1].event.hash
+    await conn.executemany("INSERT INTO audit_events VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                           [_rows.audit_params(s.event, s.data) for s in sealed])
+    return [s.event for s in sealed]
 
 
 class PostgresBase:

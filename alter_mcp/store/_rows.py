@@ -140,12 +140,21 @@ def session(row: Row) -> SessionRecord:
 _AUDIT_COLUMNS = {"seq", "time", "prev_hash", "hash"}
 
 
-def audit_params(e: AuditEvent) -> tuple[Any, ...]:
-    """Return the insert parameters of an audit event."""
-    data = e.model_dump(mode="json", exclude=_AUDIT_COLUMNS)
+def audit_data(event: AuditEvent | dict[str, Any]) -> str:
+    """Return the ``data`` column: the JSON of every field without a column of its own.
+
+    ``event`` is the event, or its JSON-mode dump (the sealer has one already).
+    """
+    dumped = event.model_dump(mode="json") if isinstance(event, AuditEvent) else event
+    data = {k: v for k, v in dumped.items() if k not in _AUDIT_COLUMNS}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def audit_params(e: AuditEvent, data: str | None = None) -> tuple[Any, ...]:
+    """Return the insert parameters of an audit event (``data`` if the sealer built it)."""
     return (
         e.seq, ts(e.time), e.principal, e.grant_id, e.provider_id, e.outcome.value, e.action,
-        json.dumps(data, sort_keys=True, separators=(",", ":")), e.prev_hash, e.hash,
+        audit_data(e) if data is None else data, e.prev_hash, e.hash,
     )
 
 

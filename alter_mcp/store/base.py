@@ -37,6 +37,7 @@ __all__ = [
     "PruneAuditor",
     "PruneResult",
     "Reservation",
+    "SealedEvent",
     "SessionRecord",
     "Store",
 ]
@@ -122,8 +123,17 @@ class Reservation:
     exceeded: int | None
 
 
-#: Builds the next audit event from its sequence number, time and the previous event's hash.
-AuditSealer = Callable[[int, str], AuditEvent]
+@dataclass(frozen=True, slots=True)
+class SealedEvent:
+    """An audit event at its place in the chain, and its stored ``data`` column, ready."""
+
+    event: AuditEvent
+    #: The JSON of every field that has no column of its own (see ``_rows.audit_params``).
+    data: str
+
+
+#: Builds the next audit event from its sequence number and the previous event's hash.
+AuditSealer = Callable[[int, str], SealedEvent]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +243,9 @@ class Store(Protocol):
     async def get_secret(self, secret_id: str) -> tuple[ManagedSecret, bytes] | None:
         """Return a managed secret and its sealed fields."""
 
+    async def get_secret_blob(self, secret_id: str) -> bytes | None:
+        """Return only a managed secret's sealed fields (the request hot path's read)."""
+
     async def list_secrets(self) -> list[ManagedSecret]:
         """Return every managed secret's metadata."""
 
@@ -280,6 +293,13 @@ class Store(Protocol):
     # -- audit -----------------------------------------------------------------------------
     async def append_audit(self, seal: AuditSealer) -> AuditEvent:
         """Append the event ``seal`` builds from the next seq and the chain head's hash."""
+
+    async def append_audit_many(self, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
+        """Append the events ``seals`` build, in order, in one transaction (all or none).
+
+        The group commit of :class:`~alter_mcp.audit.AuditLog`: events recorded in the same
+        event-loop turn share one transaction, so concurrent requests share its cost.
+        """
 
     async def append_audit_within(
         self, seal: AuditSealer, limits: Sequence[tuple[AuditFilter, int]]

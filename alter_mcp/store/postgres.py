@@ -17,7 +17,15 @@ from typing import Any
 
 from alter_mcp.models import ApiKeyRecord, AuditEvent, Grant, GrantStatus, ManagedSecret
 from alter_mcp.store import _rows
-from alter_mcp.store._pg import append_event, bind, bind_all, lock_audit, rowcount, transaction
+from alter_mcp.store._pg import (
+    append_event,
+    append_events,
+    bind,
+    bind_all,
+    lock_audit,
+    rowcount,
+    transaction,
+)
 from alter_mcp.store.base import (
     AuditFilter,
     AuditSealer,
@@ -235,6 +243,11 @@ class PostgresStore(PostgresSessions):
         row = await self._one("SELECT * FROM managed_secrets WHERE secret_id=$1", secret_id)
         return (_rows.secret(row), bytes(row["blob"])) if row else None
 
+    async def get_secret_blob(self, secret_id: str) -> bytes | None:
+        """Return only a managed secret's sealed fields (the request hot path's read)."""
+        row = await self._one("SELECT blob FROM managed_secrets WHERE secret_id=$1", secret_id)
+        return bytes(row["blob"]) if row else None
+
     async def list_secrets(self) -> list[ManagedSecret]:
         """Return every managed secret's metadata."""
         rows = await self._all("SELECT * FROM managed_secrets ORDER BY created_at, secret_id")
@@ -270,6 +283,11 @@ class PostgresStore(PostgresSessions):
         """Append the event ``seal`` builds from the next seq and the chain head's hash."""
         async with transaction(self._pool) as conn:
             return await append_event(conn, seal)
+
+    async def append_audit_many(self, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
+        """Append the events ``seals`` build, in order, in one transaction."""
+        async with transaction(self._pool) as conn:
+            return await append_events(conn, seals)
 
     @staticmethod
     def _audit_where(flt: AuditFilter, params: list[Any]) -> str:

@@ -1,11 +1,14 @@
 """The SQLite store: WAL, a busy timeout, foreign keys, versioned migrations.
 
 One writer connection (``BEGIN IMMEDIATE``, so other processes sharing the file queue behind
-SQLite's own lock) and one reader connection, each serialised by an async lock. Each store call
-is one synchronous function over a whole transaction. Reads run inline on the event loop: in WAL
-mode a reader never waits for a lock, and a point read (~15 µs) is far cheaper than a hop to a
-worker thread (~100 µs). Writes are tried inline with no busy wait; only when another process
-holds the write lock does the transaction move to a worker thread that waits for it.
+SQLite's own lock) and one reader connection. Each store call is one synchronous function over
+a whole transaction. Reads run inline on the event loop: in WAL mode a reader never waits for a
+lock, and a point read (~15 µs) is far cheaper than a hop to a worker thread (~100 µs); being
+synchronous, two reads never interleave, so the reader needs no lock. Writes are tried inline
+with no busy wait; only when another process holds the write lock does the transaction move to
+a worker thread that waits for it, holding an async lock that keeps every other write of this
+process behind it. A write that finds that lock free runs inline without taking it: nothing can
+interleave with a synchronous transaction, and skipping the lock saves an event-loop turn.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from alter_mcp.store.base import (
     SessionRecord,
 )
 from alter_mcp.store.migrations import MIGRATIONS
+from alter_mcp.store.sqlite_wal import Checkpointer
 
 __all__ = ["SQLiteStore"]
 
@@ -77,6 +81,12 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
 
 
+def _write_error(exc: sqlite3.Error) -> StoreError:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreError(f"A database constraint failed: {exc}.")
+    return StoreError("A database write failed.")
+
+
 def _audit(conn: Conn, seal: AuditSealer | None) -> None:
     if seal is not None:
         sqlite_audit.append(conn, seal)
@@ -90,8 +100,8 @@ class SQLiteStore:
         self._busy_timeout_ms = busy_timeout_ms
         self._writer: Conn | None = None
         self._reader: Conn | None = None
+        self._checkpointer: Checkpointer | None = None
         self._write_lock = anyio.Lock()
-        self._read_lock = anyio.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -126,6 +136,8 @@ class SQLiteStore:
         except BaseException:
             writer.close()
             raise
+        self._checkpointer = Checkpointer(self._path)
+        self._checkpointer.start()
         self._writer = writer
 
     async def open(self) -> None:
@@ -141,8 +153,11 @@ class SQLiteStore:
             ) from exc
 
     async def close(self) -> None:
-        """Close both connections."""
-        async with self._write_lock, self._read_lock:
+        """Stop the checkpoint thread and close both connections."""
+        if self._checkpointer is not None:
+            await anyio.to_thread.run_sync(self._checkpointer.stop)
+            self._checkpointer = None
+        async with self._write_lock:
             for conn in (self._reader, self._writer):
                 if conn is not None:
                     conn.close()
@@ -186,32 +201,47 @@ class SQLiteStore:
 
     async def _write(self, fn: Callable[[Conn], T]) -> T:
         """Run ``fn`` in one write transaction, waiting on a worker thread if locked."""
+        if not self._write_lock.locked():
+            # No transaction of ours is waiting on a thread: try inline, without the lock.
+            try:
+                return self._committed(self._transaction(self._writable(), fn))
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise StoreError("A database write failed.") from exc
+            except sqlite3.Error as exc:
+                raise _write_error(exc) from exc
         async with self._write_lock:
-            conn = self._writer
-            if conn is None:
-                raise StoreError("The store is not open.", hint="Use the vault as `async with`.")
+            conn = self._writable()
             try:
                 try:
-                    return self._transaction(conn, fn)
+                    return self._committed(self._transaction(conn, fn))
                 except sqlite3.OperationalError as exc:
                     if not _is_busy(exc):
                         raise
-                return await anyio.to_thread.run_sync(self._waiting_transaction, conn, fn)
-            except sqlite3.IntegrityError as exc:
-                raise StoreError(f"A database constraint failed: {exc}.") from exc
+                return self._committed(
+                    await anyio.to_thread.run_sync(self._waiting_transaction, conn, fn))
             except sqlite3.Error as exc:
-                raise StoreError("A database write failed.") from exc
+                raise _write_error(exc) from exc
+
+    def _committed(self, result: T) -> T:
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+        return result
+
+    def _writable(self) -> Conn:
+        if self._writer is None:
+            raise StoreError("The store is not open.", hint="Use the vault as `async with`.")
+        return self._writer
 
     async def _read(self, fn: Callable[[Conn], T]) -> T:
-        """Run ``fn`` on the reader connection (inline: WAL readers never wait)."""
-        async with self._read_lock:
-            conn = self._reader
-            if conn is None:
-                raise StoreError("The store is not open.", hint="Use the vault as `async with`.")
-            try:
-                return fn(conn)
-            except sqlite3.Error as exc:
-                raise StoreError("A database read failed.") from exc
+        """Run ``fn`` on the reader connection, inline (WAL readers never wait)."""
+        conn = self._reader
+        if conn is None:
+            raise StoreError("The store is not open.", hint="Use the vault as `async with`.")
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise StoreError("A database read failed.") from exc
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         return await self._read(lambda c: c.execute(sql, tuple(params)).fetchall())
@@ -400,6 +430,11 @@ class SQLiteStore:
         row = await self._one("SELECT * FROM managed_secrets WHERE secret_id=?", (secret_id,))
         return (_rows.secret(row), bytes(row["blob"])) if row else None
 
+    async def get_secret_blob(self, secret_id: str) -> bytes | None:
+        """Return only a managed secret's sealed fields (the request hot path's read)."""
+        row = await self._one("SELECT blob FROM managed_secrets WHERE secret_id=?", (secret_id,))
+        return bytes(row["blob"]) if row else None
+
     async def list_secrets(self) -> list[ManagedSecret]:
         """Return every managed secret's metadata."""
         rows = await self._all("SELECT * FROM managed_secrets ORDER BY created_at", ())
@@ -502,6 +537,10 @@ class SQLiteStore:
     async def append_audit(self, seal: AuditSealer) -> AuditEvent:
         """Append the event ``seal`` builds from the next seq and the chain head's hash."""
         return await self._write(lambda c: sqlite_audit.append(c, seal))
+
+    async def append_audit_many(self, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
+        """Append the events ``seals`` build, in order, in one transaction."""
+        return await self._write(lambda c: sqlite_audit.append_many(c, seals))
 
     async def append_audit_within(
         self, seal: AuditSealer, limits: Sequence[tuple[AuditFilter, int]]

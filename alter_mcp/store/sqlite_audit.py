@@ -24,24 +24,33 @@ from alter_mcp.store.base import (
     Reservation,
 )
 
-__all__ = ["append", "append_within", "checkpoints", "prune", "select"]
+__all__ = ["append", "append_many", "append_within", "checkpoints", "prune", "select"]
 
 Conn = sqlite3.Connection
 
 
 def append(conn: Conn, seal: AuditSealer) -> AuditEvent:
     """Append one chained audit event inside the caller's transaction."""
+    return append_many(conn, (seal,))[0]
+
+
+def append_many(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
+    """Append chained audit events, in order, inside the caller's transaction."""
     head = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
     if head is None:
         # Every event may be gone (pruned, or a fresh chain): the last checkpoint is the head.
         head = conn.execute(
             "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-    seq, prev = (int(head["seq"]) + 1, str(head["hash"])) if head else (1, "")
-    event = seal(seq, prev)
-    conn.execute("INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)",
-                 _rows.audit_params(event))
-    return event
+    seq, prev = (int(head["seq"]), str(head["hash"])) if head else (0, "")
+    sealed = []
+    for seal in seals:
+        seq += 1
+        sealed.append(seal(seq, prev))
+        prev = sealed[-1].event.hash
+    conn.executemany("INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     [_rows.audit_params(s.event, s.data) for s in sealed])
+    return [s.event for s in sealed]
 
 
 def _where(flt: AuditFilter) -> tuple[str, list[Any]]:

@@ -246,10 +246,9 @@ class VaultBase:
         return self._core.oauth
 
     async def _secret_values(self, secret_id: str) -> dict[str, Secret]:
-        found = await self._core.store.get_secret(secret_id)
-        if found is None:
+        blob = await self._core.store.get_secret_blob(secret_id)
+        if blob is None:
             raise SecretNotFoundError(secret_id)
-        blob = found[1]
         # Managed secrets are immutable rows: the ciphertext's digest identifies the plaintext.
         key = (secret_id, hashlib.sha256(blob).digest())
         cached = self._core.secret_cache.get(key)

@@ -49,8 +49,11 @@ async def test_postgres_audit_chain_gapless_under_two_replicas(
 ) -> None:
     """Two replicas appending 200 events each at once leave one gapless, verifiable chain."""
     logs = [AuditLog(store) for store in replicas]
+    # Store-level appends, one transaction each (AuditLog.record would group-commit them).
     await asyncio.gather(*(
-        logs[n % 2].record(AuditEntry(f"r{n % 2}.{n}", Outcome.ALLOWED)) for n in range(400)
+        replicas[n % 2].append_audit(logs[n % 2].sealer(AuditEntry(f"r{n % 2}.{n}",
+                                                                   Outcome.ALLOWED)))
+        for n in range(400)
     ))
     report = await logs[0].verify()
     assert report.ok and report.checked == 400, report

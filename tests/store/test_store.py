@@ -208,6 +208,8 @@ async def test_store_secret_and_api_key_round_trip(store: Store) -> None:
                            field_names=("api_key",), created_at=T0)
     await store.insert_secret(secret, b"blob", "kek_a")
     assert await store.get_secret("sec1") == (secret, b"blob")
+    assert await store.get_secret_blob("sec1") == b"blob"
+    assert await store.get_secret_blob("nope") is None
     assert await store.list_secrets() == [secret]
     key = ApiKeyRecord(key_id="k1", name="ci", prefix="amk_abc", key_hash="h1", created_at=T0)
     await store.insert_api_key(key)
