@@ -22,7 +22,6 @@ from alter_mcp.crypto import Keyring
 from alter_mcp.errors import AlterError, AuditWriteError
 from alter_mcp.models import AuditEvent, Identity, Outcome
 from alter_mcp.redaction import Secret, known_secrets, redact, redact_text, redact_url
-from alter_mcp.store._rows import audit_data
 from alter_mcp.store.base import (
     AuditFilter,
     AuditSealer,
@@ -160,13 +159,14 @@ class AuditLog:
         # fills in the chain position and hashes.
         base = AuditEvent(seq=0, prev_hash="", hash="", **fields)
         payload = _payload(base)
-        data = audit_data(payload)
 
         def seal(seq: int, prev_hash: str) -> SealedEvent:
             payload["seq"], payload["prev_hash"] = seq, prev_hash
-            digest = event_hash(prev_hash, payload)
+            canonical = _canonical(payload)
+            digest = hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
             event = base.model_copy(update={"seq": seq, "prev_hash": prev_hash, "hash": digest})
-            return SealedEvent(event, data)
+            # The data column stores the very text the hash covers; its columns win on read.
+            return SealedEvent(event, canonical)
 
         return seal
 

@@ -50,6 +50,7 @@ SENSITIVE_HEADERS = frozenset(
 
 _MIN_SECRET_LEN = 4
 _SCHEME_VALUE = re.compile(r"(?i)\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=\-]{4,}")
+_SCHEME_WORDS = ("bearer", "basic", "token", "digest")
 _JSON_FIELD = re.compile(
     r'(?i)("(?:access_token|refresh_token|id_token|client_secret|api_key|password|secret)"'
     r'\s*:\s*")[^"]*(")'
@@ -121,15 +122,25 @@ def redact_text(text: str, secrets: Iterable[str | Secret] = ()) -> str:
     for value in known_secrets(secrets):
         if value in text:
             text = text.replace(value, REDACTED)
-    text = _SCHEME_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _JSON_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
-    return _QUERY_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    # ASCII text without what a shape needs ("=", a quote, a scheme word) cannot match it.
+    # Other text always goes through every pattern: (?i) also folds some non-ASCII letters.
+    plain = text.isascii()
+    lowered = text.lower() if plain else ""
+    if not plain or any(word in lowered for word in _SCHEME_WORDS):
+        text = _SCHEME_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    if not plain or '"' in text:
+        text = _JSON_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
+    if not plain or "=" in text:
+        text = _QUERY_FIELD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return text
 
 
 def redact_url(
     url: str, secrets: Iterable[str | Secret] = (), *, params: Iterable[str] = ()
 ) -> str:
     """Return ``url`` without userinfo and with secret query values replaced."""
+    if "?" not in url and "@" not in url:
+        return redact_text(url, secrets)  # no userinfo, no query: nothing to take apart
     names = SENSITIVE_PARAMS | {p.lower() for p in params} if params else SENSITIVE_PARAMS
     try:
         parts = urlsplit(url)

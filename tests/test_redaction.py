@@ -44,3 +44,35 @@ def test_redaction_headers_and_nested_values() -> None:
     nested = {"a": [f"token is {TOKEN}"], "client_secret": "cs-1", "n": 3}
     out = redact(nested, [TOKEN])
     assert out == {"a": [f"token is {REDACTED}"], "client_secret": REDACTED, "n": 3}
+
+
+def _every_pattern(text: str, secrets: list[str]) -> str:
+    """redact_text without its shortcuts: every value, then every shape, always."""
+    from alter_mcp import redaction as r
+
+    for value in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(value, r.REDACTED)
+    text = r._SCHEME_VALUE.sub(lambda m: f"{m.group(1)} {r.REDACTED}", text)
+    text = r._JSON_FIELD.sub(lambda m: f"{m.group(1)}{r.REDACTED}{m.group(2)}", text)
+    return r._QUERY_FIELD.sub(lambda m: f"{m.group(1)}{r.REDACTED}", text)
+
+
+@pytest.mark.parametrize("text", [
+    "plain words only", "Bearer abcdef123", "BASIC dXNlcjpwYXNz", "Token: x", "digest   1234",
+    'x {"access_token": "abc"} y', '{"Password":"hunter22"}', "a=1&token=xyz&b=2",
+    "?API_KEY=abcd", "ba\u017fic abcdefgh", "\u212aey basic 12345678", "bearer\u00a0abcdef",
+    "caf\u00e9 token=abcd", 'm\u00fcnchen "secret": "s3cr3t"', "no=shape here", "",
+    "sk_live_1234567890 and more", "tok=sk_live_1234567890",
+])
+def test_redact_text_shortcuts_change_nothing(text: str) -> None:
+    """Skipping a shape's pattern on ASCII text that lacks its marker gives the same result."""
+    secrets = ["sk_live_1234567890", "abcd"]
+    assert redact_text(text, secrets) == _every_pattern(text, secrets)
+
+
+def test_redact_url_without_query_or_userinfo_is_only_value_redacted() -> None:
+    """A URL with nothing to take apart keeps its exact text, bar the secret values."""
+    url = "https://api.example.com/v1/users/sk_live_1234567890/items#frag"
+    assert redact_url(url, ["sk_live_1234567890"]) == (
+        "https://api.example.com/v1/users/[redacted]/items#frag")
+    assert redact_url("https://u:p@h.example/x") == "https://h.example/x"

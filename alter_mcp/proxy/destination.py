@@ -50,8 +50,14 @@ def field_label(name: str) -> str:
     return shown if len(shown) <= 64 else shown[:61] + "..."
 
 
+#: Printable ASCII but space and backslash: text made only of these passes check_text at once.
+_PLAIN_ASCII = re.compile(r"[!-\[\]-~]*")
+
+
 def check_text(value: str, *, field: str, what: str = "The URL") -> None:
     """Refuse whitespace, control, format and backslash characters anywhere in ``value``."""
+    if _PLAIN_ASCII.fullmatch(value):
+        return
     for index, char in enumerate(value):
         if char == "\\":
             raise BlockedDestinationError(

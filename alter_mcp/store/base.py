@@ -128,7 +128,8 @@ class SealedEvent:
     """An audit event at its place in the chain, and its stored ``data`` column, ready."""
 
     event: AuditEvent
-    #: The JSON of every field that has no column of its own (see ``_rows.audit_params``).
+    #: The stored ``data`` column: the event's canonical JSON, the text its hash covers. On
+    #: read the row's own columns (seq, time, prev_hash, hash) override what it repeats.
     data: str
 
 
