@@ -7,6 +7,7 @@ request from the verified bearer token or agent key and binds it with ``vault.wi
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 
@@ -31,7 +32,7 @@ async def resolve_identity(
 ) -> Identity:
     """Return the identity for this call, defaulting to the system principal."""
     if source is None:
-        return Identity(principal=SystemPrincipal(), caller=caller, caller_type=caller_type)
+        return _system(caller, caller_type)
     if isinstance(source, Identity):
         identity = source
     else:
@@ -42,6 +43,12 @@ async def resolve_identity(
     if identity.caller is None and caller is not None:
         identity = identity.model_copy(update={"caller": caller, "caller_type": caller_type})
     return identity
+
+
+@functools.lru_cache(maxsize=256)
+def _system(caller: str | None, caller_type: CallerType) -> Identity:
+    # Identities are frozen, so the system identity of a caller is built once and shared.
+    return Identity(principal=SystemPrincipal(), caller=caller, caller_type=caller_type)
 
 
 def can_use(identity: Identity, grant: Grant) -> bool:

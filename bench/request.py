@@ -4,9 +4,14 @@
 
 Starts a small ASGI echo server (uvicorn, its own process) on 127.0.0.1, then measures in one
 run: sequential latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
-``httpx2`` request carrying a bearer header, (b) ``vault.request`` with a managed-secret grant
-(guard, decrypt, inject, send, scrub, audit), and (c) the same with a 1,000-rule policy.
-Targets (issue 4): p50 at most 1.25x raw, throughput at least 0.8x raw.
+``httpx2`` request carrying a bearer header, (b) the same raw request over the transport the
+vault uses (httpx2's, with a cheaper idle-connection check: see alter_mcp.proxy.transport), (c)
+``vault.request`` with a managed-secret grant (guard, decrypt, inject, send, scrub, audit), and
+(d) the same with a policy of N rules. Ratios are against (a). Targets (issue 4): p50 at most
+1.25x raw, throughput at least 0.8x raw.
+
+Then, to show where the vault's time goes, each step of ``vault.request`` is timed alone in a
+loop (warm caches, so a lower bound of its cost inside a real request).
 """
 
 from __future__ import annotations
@@ -26,8 +31,13 @@ from pathlib import Path
 
 import httpx2
 
+from alter_mcp.audit import AuditEntry
 from alter_mcp.config import load_settings
-from alter_mcp.models import SystemPrincipal
+from alter_mcp.models import Outcome, SystemPrincipal
+from alter_mcp.proxy import prepare
+from alter_mcp.proxy.inject import inject
+from alter_mcp.proxy.result import build_result
+from alter_mcp.proxy.transport import pooled_transport
 from alter_mcp.vault import AlterVault
 
 SERVER = textwrap.dedent("""
@@ -128,6 +138,60 @@ async def make_vault(tmp: Path, port: int, policy: Path | None) -> tuple[AlterVa
     return vault, grant.grant_id
 
 
+async def step_costs(vault: AlterVault, gid: str, url: str) -> list[tuple[str, float]]:
+    """Time each step of vault.request alone, in a loop; return (step, µs per call)."""
+    core = vault._core
+    outbound = core.outbound
+    assert outbound is not None
+    ident = await vault.current_identity()
+    grant = await core.store.get_grant(gid)
+    assert grant is not None
+    spec = core.catalog.get(grant.provider_id)
+    fields = await vault._credential_for(grant, identity=ident)
+    prepared = prepare(spec, "GET", url, allow_insecure_http=True)
+    sent = inject(prepared, spec, fields)
+    headers = [("content-type", "application/json"), ("content-length", "26"),
+               ("date", "Sun, 22 Nov 2026 05:00:00 GMT"), ("server", "uvicorn")]
+    entry = AuditEntry("request", Outcome.ALLOWED, identity=ident, status=200, latency_ms=1.0,
+                       grant_id=gid, provider_id=grant.provider_id, method="GET", url=url)
+
+    async def resolve() -> object:
+        return await outbound.resolve(ident, grant_id=gid, provider=None, account=None)
+
+    async def guard() -> object:
+        return prepare(spec, "GET", url, allow_insecure_http=True)
+
+    async def credential() -> object:
+        return await vault._credential_for(grant, identity=ident)
+
+    async def put_in() -> object:
+        return inject(prepared, spec, fields)
+
+    async def result() -> object:
+        return build_result(status=200, method="GET", url=url, raw_headers=headers,
+                            data=b'{"ok": true, "auth": true}', truncated=False,
+                            secrets=sent.secrets)
+
+    async def seal() -> object:
+        return core.audit.sealer(entry, list(fields.values()))
+
+    async def record() -> object:
+        return await core.audit.record(entry, list(fields.values()))
+
+    steps = (("resolve the grant (read + checks)", resolve),
+             ("destination guard (prepare)", guard),
+             ("read + decrypt the credential (cached)", credential),
+             ("inject the credential", put_in),
+             ("build the safe result (decode + scrub)", result),
+             ("seal the audit event (redact + validate)", seal),
+             ("audit record (seal + SQLite commit)", record))
+    out = []
+    for name, step in steps:
+        await latency(step, 200)
+        out.append((name, statistics.median(await latency(step, 2000)) * 1e6))
+    return out
+
+
 async def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser()
@@ -143,11 +207,16 @@ async def main() -> None:
             vault, gid = await make_vault(Path(tmp) / "plain", port, None)
             pvault, pgid = await make_vault(Path(tmp) / "policy", port,
                                             policy_file(Path(tmp) / "p.toml", args.rules))
-            async with httpx2.AsyncClient(follow_redirects=False) as raw:
+            same = httpx2.AsyncClient(follow_redirects=False,
+                                      transport=pooled_transport(max_connections=100))
+            async with httpx2.AsyncClient(follow_redirects=False) as raw, same:
                 headers = {"Authorization": "Bearer bench-token-123"}
 
                 async def raw_call() -> object:
                     return (await raw.get(url, headers=headers)).json()
+
+                async def same_call() -> object:
+                    return (await same.get(url, headers=headers)).json()
 
                 async def vault_call() -> object:
                     return (await vault.request("GET", url, grant_id=gid)).json()
@@ -156,12 +225,15 @@ async def main() -> None:
                     return (await pvault.request("GET", url, grant_id=pgid)).json()
 
                 rows = []
-                for name, call in (("raw httpx2", raw_call), ("vault.request", vault_call),
+                for name, call in (("raw httpx2", raw_call),
+                                   ("raw httpx2, vault's transport", same_call),
+                                   ("vault.request", vault_call),
                                    (f"vault.request + {args.rules} rules", policy_call)):
                     await latency(call, 50)  # warm up pools and caches
                     samples = await latency(call, args.requests)
                     rate = await throughput(call, args.requests, args.concurrency)
                     rows.append((name, *pct(samples), rate))
+                steps = await step_costs(vault, gid, url)
             await vault.close()
             await pvault.close()
         base50, _, _, base_rate = rows[0][1], rows[0][2], None, rows[0][3]
@@ -170,9 +242,13 @@ async def main() -> None:
         for name, p50, p95, rate in rows:
             print(f"{name:34} {p50:8.3f} {p95:8.3f} {p50 / base50:7.2f} {rate:10.0f} "
                   f"{rate / base_rate:7.2f}")
-        policy_cost = (rows[2][1] - rows[1][1]) * 1e3
+        policy_cost = (rows[3][1] - rows[2][1]) * 1e3
         print(f"\npolicy evaluation with {args.rules} rules: ~{policy_cost:.0f} µs per request "
               "(p50 difference)")
+        print(f"\nvault.request p50 - raw p50: {(rows[2][1] - rows[0][1]) * 1e3:.0f} µs; "
+              "each step alone (warm, µs):")
+        for name, micros in steps:
+            print(f"  {name:44} {micros:7.1f}")
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -30,12 +30,17 @@ __all__ = ["FastProbeBackend", "pooled_transport"]
 class _ProbeStream(httpcore2.AsyncNetworkStream):
     """A network stream whose ``is_readable`` check polls a cached descriptor."""
 
-    __slots__ = ("_fd", "_inner")
+    __slots__ = ("_inner", "_poller")
 
     def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
         self._inner = inner
         sock = inner.get_extra_info("socket")
-        self._fd: int = sock.fileno() if sock is not None else -1
+        fd = sock.fileno() if sock is not None else -1
+        # One poll object per connection, registered once: each check is then one poll(0).
+        self._poller: select.poll | None = None
+        if fd >= 0:
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         return await self._inner.read(max_bytes, timeout)
@@ -54,11 +59,10 @@ class _ProbeStream(httpcore2.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            if self._fd < 0:
+            if self._poller is None:
                 return True  # as httpcore2 does: no socket reads as EOF
-            poller = select.poll()
-            poller.register(self._fd, select.POLLIN)
-            return bool(poller.poll(0))
+            # POLLIN at EOF, or POLLNVAL/POLLHUP on a dead descriptor: all mean "drop it".
+            return bool(self._poller.poll(0))
         return self._inner.get_extra_info(info)
 
 

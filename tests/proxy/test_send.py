@@ -388,8 +388,20 @@ async def test_send_keeps_credential_out_of_http_client_logs(
     provider = make_provider(QUERY, port=httpbin.port)
     await _call(sender, provider, f"{base(httpbin)}/response-headers",
                 query_params={"ETag": API_KEY})
-    assert "httpx2" in caplog.text and "receive_response_headers" in caplog.text
+    # The Sender dispatches on the client's transport, so httpx2's own "HTTP Request" line is
+    # not logged; httpcore2 logs every step of the exchange, headers included.
+    assert "receive_response_headers" in caplog.text and "send_request_headers" in caplog.text
     assert API_KEY not in caplog.text
+
+
+async def test_httpx2_request_log_line_is_redacted(
+    httpbin: HttpbinPeer, sender: Sender, client: httpx2.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another user of the shared client still gets httpx2's request line redacted."""
+    caplog.set_level(logging.INFO)
+    await client.get(f"{base(httpbin)}/get?api_key={API_KEY}")
+    assert "HTTP Request" in caplog.text and API_KEY not in caplog.text
 
 
 async def test_sender_refuses_plain_http_unless_allowed(
