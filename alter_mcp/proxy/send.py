@@ -41,7 +41,7 @@ from alter_mcp.proxy.destination import (
 from alter_mcp.proxy.guard import PreparedRequest, reserved_names
 from alter_mcp.proxy.inject import USER_AGENT, inject
 from alter_mcp.proxy.result import ProxyResult, RedirectReason, build_result
-from alter_mcp.proxy.transport import pooled_transport
+from alter_mcp.proxy.transport import use_fast_probe
 from alter_mcp.redaction import REDACTED, Secret, redact_text
 
 __all__ = ["REDIRECT_STATUSES", "Sender", "new_client"]
@@ -95,13 +95,19 @@ def new_client(
     # One client serves every grant: a cookie kept from one user's answer must never ride
     # along on another's request, so the jar refuses every cookie.
     jar = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    return httpx2.AsyncClient(
+    client = httpx2.AsyncClient(
         follow_redirects=False, cookies=jar, timeout=timeout, trust_env=trust_env,
         limits=httpx2.Limits(max_connections=max_connections,
                              max_keepalive_connections=max_connections),
-        transport=transport or pooled_transport(max_connections=max_connections,
-                                                trust_env=trust_env),
+        transport=transport,
     )
+    if transport is None:
+        # Built by httpx2 itself, so that proxies from the environment still get their mounts
+        # (httpx2 ignores them when given a transport); then every pool gets the cheap check.
+        for mounted in (client._transport, *client._mounts.values()):
+            if mounted is not None:
+                use_fast_probe(mounted)
+    return client
 
 
 def _redirect_request(

@@ -24,7 +24,7 @@ from typing import Any
 import httpcore2
 import httpx2
 
-__all__ = ["FastProbeBackend", "pooled_transport"]
+__all__ = ["FastProbeBackend", "pooled_transport", "use_fast_probe"]
 
 
 class _ProbeStream(httpcore2.AsyncNetworkStream):
@@ -92,6 +92,20 @@ class FastProbeBackend(httpcore2.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+def use_fast_probe(transport: httpx2.AsyncBaseTransport) -> bool:
+    """Give an httpx2 transport's connection pool the fast-probe backend; say if it took.
+
+    httpx2 builds its pools without a backend argument, so the backend is set on the pool it
+    built. If a future httpx2 renames the attribute, the default backend stays (slower, still
+    right) and this returns False.
+    """
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore2.AsyncConnectionPool) and hasattr(pool, "_network_backend"):
+        pool._network_backend = FastProbeBackend()
+        return True
+    return False
+
+
 def pooled_transport(*, max_connections: int, trust_env: bool = True
                      ) -> httpx2.AsyncHTTPTransport:
     """Return httpx2's transport with every connection kept alive and the cheap idle check."""
@@ -99,9 +113,5 @@ def pooled_transport(*, max_connections: int, trust_env: bool = True
         trust_env=trust_env,
         limits=httpx2.Limits(max_connections=max_connections,
                              max_keepalive_connections=max_connections))
-    pool = getattr(transport, "_pool", None)
-    # httpx2 builds its pool without a backend argument; set ours on the pool it built. If
-    # a future httpx2 renames the attribute, the default backend stays (slower, still right).
-    if isinstance(pool, httpcore2.AsyncConnectionPool) and hasattr(pool, "_network_backend"):
-        pool._network_backend = FastProbeBackend()
+    use_fast_probe(transport)
     return transport

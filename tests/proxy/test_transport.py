@@ -101,3 +101,48 @@ def test_httpx2_limits_are_kept() -> None:
     pool = client._transport._pool  # type: ignore[attr-defined]
     assert pool._max_connections == 7 and pool._max_keepalive_connections == 7
     assert isinstance(client, httpx2.AsyncClient)
+
+
+async def test_sender_honours_a_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With HTTP_PROXY set, the Sender's request goes to the proxy in absolute form.
+
+    The Sender dispatches on the transport the shared client picks for the URL, so the
+    client's proxy mounts (built from the environment) still apply. A recorder stands in for
+    the proxy: it receives the request line a proxy would.
+    """
+    from alter_mcp.providers.schema import (
+        AuthKind,
+        Injection,
+        InjectionKind,
+        Provider,
+        SecretField,
+    )
+    from alter_mcp.proxy import prepare
+    from alter_mcp.proxy.send import Sender
+    from alter_mcp.redaction import Secret
+    from tests.peers.recorder import RequestRecorder
+
+    proxy = RequestRecorder().start()
+    try:
+        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
+                     "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url)
+        provider = Provider(
+            id="testapi", name="Test API", auth_kind=AuthKind.API_KEY,
+            api_hosts=("localhost",), api_ports=(9,),
+            injection=(Injection(kind=InjectionKind.BEARER, format="{api_key}"),),
+            secret_fields=(SecretField(name="api_key", label="Key"),))
+        # Port 9 (discard) has no listener: only the proxy can answer.
+        prepared = prepare(provider, "GET", "http://localhost:9/v1/x", allow_insecure_http=True)
+        async with new_client(trust_env=True) as client:
+            sender = Sender(client, allow_insecure_http=True)
+            result = await sender.send(prepared, provider, {"api_key": Secret("k-123456")})
+        assert result.status == 200
+        (seen,) = proxy.requests
+        assert seen.path == "http://localhost:9/v1/x"
+        assert seen.header("authorization") == "Bearer k-123456"
+    finally:
+        proxy.stop()
