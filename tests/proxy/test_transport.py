@@ -146,3 +146,13 @@ async def test_sender_honours_a_proxy_from_the_environment(
         assert seen.header("authorization") == "Bearer k-123456"
     finally:
         proxy.stop()
+
+
+def test_sender_dispatches_on_the_clients_transport() -> None:
+    """The Sender found httpx2's transport lookup (a rename would silently fall back)."""
+    from alter_mcp.proxy.send import Sender
+
+    client = new_client(trust_env=False)
+    sender = Sender(client)
+    assert sender._transport_for is not None
+    assert sender._transport_for(httpx2.URL("https://api.example.com/")) is client._transport
