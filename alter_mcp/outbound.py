@@ -259,58 +259,44 @@ class Outbound:
         approver: Approver | None = None,
     ) -> RequestResult:
         """Send one authenticated request for ``ident`` and audit it, whatever happens."""
+        # In flight, so that requests finishing alongside share one audit commit.
         with self._audit.in_flight():
-            return await self._request(
-                ident, method, url, credential=credential, repair_link=repair_link,
-                grant_id=grant_id, provider=provider, account=account, json=json, body=body,
-                extra_headers=extra_headers, query_params=query_params,
-                path_params=path_params, reason=reason, timeout=timeout, approver=approver)
-
-    async def _request(
-        self, ident: Identity, method: HttpMethod | str, url: str, *,
-        credential: CredentialGetter, repair_link: RepairLink, grant_id: str | None,
-        provider: str | None, account: str | None, json: Any, body: Any,
-        extra_headers: Mapping[str, str] | None, query_params: Mapping[str, str] | None,
-        path_params: Mapping[str, str] | None, reason: str | None,
-        timeout: float | None,  # noqa: ASYNC109 - the HTTP timeout, passed on
-        approver: Approver | None,
-    ) -> RequestResult:
-        started = time.perf_counter()
-        facts: dict[str, Any] = {"method": str(getattr(method, "value", method))[:16],
-                                 "url": url if isinstance(url, str) else None,
-                                 "reason": reason, "provider_id": provider,
-                                 "grant_id": grant_id}
-        approved: tuple[str, ...] = ()
-        secrets: list[Secret] = []
-        try:
-            grant = await self.resolve(ident, grant_id=grant_id, provider=provider,
-                                       account=account)
-            facts.update(grant_id=grant.grant_id, provider_id=grant.provider_id)
-            spec = self._catalog.get(grant.provider_id)
-            prepared = prepare(spec, method, url, path_params=path_params,
-                               query_params=query_params, headers=extra_headers, json=json,
-                               body=body, allow_insecure_http=self._insecure)
-            facts.update(method=prepared.method.value, url=prepared.url)
-            approved = await self._decide(ident, grant, prepared, json, approver, reason, body)
-            fields = await credential(grant)
-            secrets.extend(fields.values())
-            outcome = await self._send(grant, spec, prepared, fields, credential, repair_link,
-                                       timeout, secrets)
-        except AlterError as exc:
-            entry = AuditEntry.failed("request", exc, identity=ident,
-                                      latency_ms=(time.perf_counter() - started) * 1e3,
-                                      detail={"approved_by": list(approved)} if approved else {},
-                                      **facts)
-            await self._audit.record(entry, secrets)
-            raise
-        await self._audit.record(AuditEntry(
-            "request", Outcome.ALLOWED, identity=ident, status=outcome.status,
-            latency_ms=(time.perf_counter() - started) * 1e3,
-            detail={k: v for k, v in (("approved_by", list(approved)),
-                                       ("retried", outcome.retried),
-                                       ("truncated", outcome.result.truncated)) if v},
-            **facts), secrets)
-        return outcome
+            started = time.perf_counter()
+            facts: dict[str, Any] = {"method": str(getattr(method, "value", method))[:16],
+                                     "url": url if isinstance(url, str) else None,
+                                     "reason": reason, "provider_id": provider,
+                                     "grant_id": grant_id}
+            approved: tuple[str, ...] = ()
+            secrets: list[Secret] = []
+            try:
+                grant = await self.resolve(ident, grant_id=grant_id, provider=provider,
+                                           account=account)
+                facts.update(grant_id=grant.grant_id, provider_id=grant.provider_id)
+                spec = self._catalog.get(grant.provider_id)
+                prepared = prepare(spec, method, url, path_params=path_params,
+                                   query_params=query_params, headers=extra_headers, json=json,
+                                   body=body, allow_insecure_http=self._insecure)
+                facts.update(method=prepared.method.value, url=prepared.url)
+                approved = await self._decide(ident, grant, prepared, json, approver, reason, body)
+                fields = await credential(grant)
+                secrets.extend(fields.values())
+                outcome = await self._send(grant, spec, prepared, fields, credential, repair_link,
+                                           timeout, secrets)
+            except AlterError as exc:
+                entry = AuditEntry.failed(
+                    "request", exc, identity=ident,
+                    latency_ms=(time.perf_counter() - started) * 1e3,
+                    detail={"approved_by": list(approved)} if approved else {}, **facts)
+                await self._audit.record(entry, secrets)
+                raise
+            await self._audit.record(AuditEntry(
+                "request", Outcome.ALLOWED, identity=ident, status=outcome.status,
+                latency_ms=(time.perf_counter() - started) * 1e3,
+                detail={k: v for k, v in (("approved_by", list(approved)),
+                                           ("retried", outcome.retried),
+                                           ("truncated", outcome.result.truncated)) if v},
+                **facts), secrets)
+            return outcome
 
     async def _send(self, grant: Grant, spec: Provider, prepared: PreparedRequest,
                     fields: dict[str, Secret], credential: CredentialGetter,

@@ -103,6 +103,12 @@ class KnownSecrets(tuple[str, ...]):
 
     __slots__ = ()
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} values)"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("KnownSecrets holds secret values and cannot be pickled")
+
 
 def known_secrets(secrets: Iterable[str | Secret]) -> KnownSecrets:
     """Return ``secrets`` as :class:`KnownSecrets` (unchanged if it already is one)."""

@@ -4,8 +4,8 @@
 
 Starts a small ASGI echo server (uvicorn, its own process) on 127.0.0.1, then measures in one
 run: sequential latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
-``httpx2`` request carrying a bearer header, (b) the same raw request over the transport the
-vault uses (httpx2's, with a cheaper idle-connection check: see alter_mcp.proxy.transport), (c)
+``httpx2`` request carrying a bearer header, (b) the same raw request on a client built as the
+vault builds its own (a cheaper idle-connection check: see alter_mcp.proxy.transport), (c)
 ``vault.request`` with a managed-secret grant (guard, decrypt, inject, send, scrub, audit), and
 (d) the same with a policy of N rules. Ratios are against (a). Targets (issue 4): p50 at most
 1.25x raw, throughput at least 0.8x raw.
@@ -37,7 +37,7 @@ from alter_mcp.models import Outcome, SystemPrincipal
 from alter_mcp.proxy import prepare
 from alter_mcp.proxy.inject import inject
 from alter_mcp.proxy.result import build_result
-from alter_mcp.proxy.transport import pooled_transport
+from alter_mcp.proxy.send import new_client
 from alter_mcp.vault import AlterVault
 
 SERVER = textwrap.dedent("""
@@ -207,8 +207,7 @@ async def main() -> None:
             vault, gid = await make_vault(Path(tmp) / "plain", port, None)
             pvault, pgid = await make_vault(Path(tmp) / "policy", port,
                                             policy_file(Path(tmp) / "p.toml", args.rules))
-            same = httpx2.AsyncClient(follow_redirects=False,
-                                      transport=pooled_transport(max_connections=100))
+            same = new_client(trust_env=False)
             async with httpx2.AsyncClient(follow_redirects=False) as raw, same:
                 headers = {"Authorization": "Bearer bench-token-123"}
 
@@ -226,7 +225,7 @@ async def main() -> None:
 
                 rows = []
                 for name, call in (("raw httpx2", raw_call),
-                                   ("raw httpx2, vault's transport", same_call),
+                                   ("raw httpx2, vault's client", same_call),
                                    ("vault.request", vault_call),
                                    (f"vault.request + {args.rules} rules", policy_call)):
                     await latency(call, 50)  # warm up pools and caches

@@ -76,3 +76,14 @@ def test_redact_url_without_query_or_userinfo_is_only_value_redacted() -> None:
     assert redact_url(url, ["sk_live_1234567890"]) == (
         "https://api.example.com/v1/users/[redacted]/items#frag")
     assert redact_url("https://u:p@h.example/x") == "https://h.example/x"
+
+
+def test_known_secrets_repr_and_pickle_hide_the_values() -> None:
+    """A set of normalised secrets shows only its size, and refuses to be pickled."""
+    from alter_mcp.redaction import known_secrets
+
+    known = known_secrets([Secret("sk_live_1234567890"), "another-secret"])
+    assert "sk_live" not in repr(known) and "another" not in str(known)
+    assert repr(known) == "KnownSecrets(2 values)"
+    with pytest.raises(TypeError):
+        pickle.dumps(known)

@@ -24,7 +24,7 @@ from typing import Any
 import httpcore2
 import httpx2
 
-__all__ = ["FastProbeBackend", "pooled_transport", "use_fast_probe"]
+__all__ = ["FastProbeBackend", "use_fast_probe"]
 
 
 class _ProbeStream(httpcore2.AsyncNetworkStream):
@@ -104,14 +104,3 @@ def use_fast_probe(transport: httpx2.AsyncBaseTransport) -> bool:
         pool._network_backend = FastProbeBackend()
         return True
     return False
-
-
-def pooled_transport(*, max_connections: int, trust_env: bool = True
-                     ) -> httpx2.AsyncHTTPTransport:
-    """Return httpx2's transport with every connection kept alive and the cheap idle check."""
-    transport = httpx2.AsyncHTTPTransport(
-        trust_env=trust_env,
-        limits=httpx2.Limits(max_connections=max_connections,
-                             max_keepalive_connections=max_connections))
-    use_fast_probe(transport)
-    return transport

@@ -229,15 +229,10 @@ async def append_events(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditE
         head = await conn.fetchrow(
             "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
         )
-    seq, prev = (int(head["seq"]), str(head["hash"])) if head else (0, "")
-    sealed = []
-    for seal in seals:
-        seq += 1
-        sealed.append(seal(seq, prev))
-        prev = sealed[-1].event.hash
+    events, params = _rows.seal_chain(seals, head)
     await conn.executemany("INSERT INTO audit_events VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-                           [_rows.audit_params(s.event, s.data) for s in sealed])
-    return [s.event for s in sealed]
+                           params)
+    return events
 
 
 class PostgresBase:

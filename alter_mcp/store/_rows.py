@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from alter_mcp.models import (
     Principal,
 )
 from alter_mcp.store.base import (
+    AuditSealer,
     Checkpoint,
     CredentialRecord,
     ProviderConfigRecord,
@@ -137,25 +139,25 @@ def session(row: Row) -> SessionRecord:
     )
 
 
-_AUDIT_COLUMNS = {"seq", "time", "prev_hash", "hash"}
+def seal_chain(seals: Sequence[AuditSealer], head: Row | None
+               ) -> tuple[list[AuditEvent], list[tuple[Any, ...]]]:
+    """Seal events after the chain's ``head`` row (``seq``, ``hash``; None for a new chain).
 
-
-def audit_data(event: AuditEvent | dict[str, Any]) -> str:
-    """Return the ``data`` column: the JSON of every field without a column of its own.
-
-    ``event`` is the event, or its JSON-mode dump (the sealer has one already).
+    Returns the events and their insert parameters, in order. The caller holds the chain's
+    lock (SQLite's write lock, PostgreSQL's advisory lock) from reading ``head`` to commit.
     """
-    dumped = event.model_dump(mode="json") if isinstance(event, AuditEvent) else event
-    data = {k: v for k, v in dumped.items() if k not in _AUDIT_COLUMNS}
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def audit_params(e: AuditEvent, data: str | None = None) -> tuple[Any, ...]:
-    """Return the insert parameters of an audit event (``data`` if the sealer built it)."""
-    return (
-        e.seq, ts(e.time), e.principal, e.grant_id, e.provider_id, e.outcome.value, e.action,
-        audit_data(e) if data is None else data, e.prev_hash, e.hash,
-    )
+    seq, prev = (int(head["seq"]), str(head["hash"])) if head else (0, "")
+    events: list[AuditEvent] = []
+    params: list[tuple[Any, ...]] = []
+    for seal in seals:
+        seq += 1
+        sealed = seal(seq, prev)
+        e = sealed.event
+        events.append(e)
+        params.append((e.seq, ts(e.time), e.principal, e.grant_id, e.provider_id,
+                       e.outcome.value, e.action, sealed.data, e.prev_hash, e.hash))
+        prev = e.hash
+    return events, params
 
 
 def audit(row: Row) -> AuditEvent:

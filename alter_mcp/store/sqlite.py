@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -201,27 +201,33 @@ class SQLiteStore:
 
     async def _write(self, fn: Callable[[Conn], T]) -> T:
         """Run ``fn`` in one write transaction, waiting on a worker thread if locked."""
+        # No transaction of ours waits on a thread: inline, without the lock (nothing can
+        # interleave with a synchronous transaction, and the lock costs a loop turn).
         if not self._write_lock.locked():
-            # No transaction of ours is waiting on a thread: try inline, without the lock.
-            try:
-                return self._committed(self._transaction(self._writable(), fn))
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise StoreError("A database write failed.") from exc
-            except sqlite3.Error as exc:
-                raise _write_error(exc) from exc
+            done, result = self._inline(fn)
+            if done:
+                return result
         async with self._write_lock:
-            conn = self._writable()
+            done, result = self._inline(fn)
+            if done:
+                return result
             try:
-                try:
-                    return self._committed(self._transaction(conn, fn))
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise
-                return self._committed(
-                    await anyio.to_thread.run_sync(self._waiting_transaction, conn, fn))
+                return self._committed(await anyio.to_thread.run_sync(
+                    self._waiting_transaction, self._writable(), fn))
             except sqlite3.Error as exc:
                 raise _write_error(exc) from exc
+
+    def _inline(self, fn: Callable[[Conn], T]) -> tuple[bool, T]:
+        """Try ``fn``'s transaction now without waiting; (False, _) if another process holds
+        the write lock."""
+        try:
+            return True, self._committed(self._transaction(self._writable(), fn))
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise _write_error(exc) from exc
+        except sqlite3.Error as exc:
+            raise _write_error(exc) from exc
+        return False, cast(T, None)
 
     def _committed(self, result: T) -> T:
         if self._checkpointer is not None:

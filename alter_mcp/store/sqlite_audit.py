@@ -42,15 +42,9 @@ def append_many(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
         head = conn.execute(
             "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-    seq, prev = (int(head["seq"]), str(head["hash"])) if head else (0, "")
-    sealed = []
-    for seal in seals:
-        seq += 1
-        sealed.append(seal(seq, prev))
-        prev = sealed[-1].event.hash
-    conn.executemany("INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)",
-                     [_rows.audit_params(s.event, s.data) for s in sealed])
-    return [s.event for s in sealed]
+    events, params = _rows.seal_chain(seals, head)
+    conn.executemany("INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)", params)
+    return events
 
 
 def _where(flt: AuditFilter) -> tuple[str, list[Any]]:
