@@ -1,34 +1,21 @@
 """The SQLite store: WAL, a busy timeout, foreign keys, versioned migrations.
 
-One writer connection (``BEGIN IMMEDIATE``, so other processes sharing the file queue behind
-SQLite's own lock) and one reader connection. Each store call is one synchronous function over
-a whole transaction. Reads run inline on the event loop: in WAL mode a reader never waits for a
-lock, and a point read (~15 µs) is far cheaper than a hop to a worker thread (~100 µs); being
-synchronous, two reads never interleave, so the reader needs no lock. Writes are tried inline
-with no busy wait; only when another process holds the write lock does the transaction move to
-a worker thread that waits for it, holding an async lock that keeps every other write of this
-process behind it. A write that finds that lock free runs inline without taking it: nothing can
-interleave with a synchronous transaction, and skipping the lock saves an event-loop turn.
+Its parts: the connections, lifecycle and transactions (:mod:`.sqlite_base`), connect sessions
+(:mod:`.sqlite_sessions`), the audit statements (:mod:`.sqlite_audit`) and WAL checkpoints
+(:mod:`.sqlite_wal`). This module adds grants, credentials, the refresh lease, managed
+secrets, provider configs, agent keys and key rotation.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-import anyio
-import anyio.to_thread
-
-from alter_mcp.errors import StoreError
 from alter_mcp.models import (
     ApiKeyRecord,
     AuditEvent,
-    ConnectSession,
-    ConnectSessionStatus,
     Grant,
     GrantStatus,
     ManagedSecret,
@@ -46,15 +33,11 @@ from alter_mcp.store.base import (
     PruneAuditor,
     PruneResult,
     Reservation,
-    SessionRecord,
 )
-from alter_mcp.store.migrations import MIGRATIONS
-from alter_mcp.store.sqlite_wal import Checkpointer
+from alter_mcp.store.sqlite_base import Conn, now_epoch
+from alter_mcp.store.sqlite_sessions import SQLiteSessions
 
 __all__ = ["SQLiteStore"]
-
-T = TypeVar("T")
-Conn = sqlite3.Connection
 
 _GRANT_COLUMNS = (
     "grant_id, kind, provider_id, owner_key, owner, account_identifier, label, scopes, "
@@ -72,189 +55,13 @@ def _ts(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
-def _now() -> float:
-    return datetime.now(UTC).timestamp()
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
-
-
-def _write_error(exc: sqlite3.Error) -> StoreError:
-    if isinstance(exc, sqlite3.IntegrityError):
-        return StoreError(f"A database constraint failed: {exc}.")
-    return StoreError("A database write failed.")
-
-
 def _audit(conn: Conn, seal: AuditSealer | None) -> None:
     if seal is not None:
         sqlite_audit.append(conn, seal)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteSessions):
     """A ``Store`` on one SQLite file (``sqlite:///path``)."""
-
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
-        self._path = Path(path)
-        self._busy_timeout_ms = busy_timeout_ms
-        self._writer: Conn | None = None
-        self._reader: Conn | None = None
-        self._checkpointer: Checkpointer | None = None
-        self._write_lock = anyio.Lock()
-
-    @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
-        """Build a store from a ``sqlite:///path`` URL."""
-        return cls(url.removeprefix("sqlite:///"))
-
-    def __repr__(self) -> str:
-        return f"SQLiteStore({str(self._path)!r})"
-
-    @property
-    def path(self) -> Path:
-        """Return the database file path."""
-        return self._path
-
-    # -- lifecycle ------------------------------------------------------------------------
-    def _connect(self, busy_timeout_ms: int) -> Conn:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
-
-    def _open_sync(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        writer = self._connect(self._busy_timeout_ms)
-        try:
-            writer.execute("PRAGMA journal_mode = WAL")
-            self._transaction(writer, self._migrate)
-            writer.execute("PRAGMA busy_timeout = 0")
-            self._reader = self._connect(self._busy_timeout_ms)
-        except BaseException:
-            writer.close()
-            raise
-        self._checkpointer = Checkpointer(self._path)
-        self._checkpointer.start()
-        self._writer = writer
-
-    async def open(self) -> None:
-        """Open the file (creating its directory), enable WAL and migrate."""
-        if self._writer is not None:
-            return
-        try:
-            await anyio.to_thread.run_sync(self._open_sync)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(
-                f"Cannot open the SQLite database at {self._path}: {exc}.",
-                hint="Check ALTER_MCP_DATABASE_URL and that the directory is writable.",
-            ) from exc
-
-    async def close(self) -> None:
-        """Stop the checkpoint thread and close both connections."""
-        if self._checkpointer is not None:
-            await anyio.to_thread.run_sync(self._checkpointer.stop)
-            self._checkpointer = None
-        async with self._write_lock:
-            for conn in (self._reader, self._writer):
-                if conn is not None:
-                    conn.close()
-            self._reader = self._writer = None
-
-    @staticmethod
-    def _migrate(conn: Conn) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                     "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-        current = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0
-        for version, statements in MIGRATIONS:
-            if version <= current:
-                continue
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, _now()))
-
-    async def schema_version(self) -> int:
-        """Return the applied migration version."""
-        row = await self._one("SELECT MAX(version) AS v FROM schema_migrations", ())
-        return int(row["v"]) if row and row["v"] is not None else 0
-
-    # -- plumbing -------------------------------------------------------------------------
-    @staticmethod
-    def _transaction(conn: Conn, fn: Callable[[Conn], T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-
-    def _waiting_transaction(self, conn: Conn, fn: Callable[[Conn], T]) -> T:
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        try:
-            return self._transaction(conn, fn)
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
-
-    async def _write(self, fn: Callable[[Conn], T]) -> T:
-        """Run ``fn`` in one write transaction, waiting on a worker thread if locked."""
-        # No transaction of ours waits on a thread: inline, without the lock (nothing can
-        # interleave with a synchronous transaction, and the lock costs a loop turn).
-        if not self._write_lock.locked():
-            done, result = self._inline(fn)
-            if done:
-                return result
-        async with self._write_lock:
-            done, result = self._inline(fn)
-            if done:
-                return result
-            try:
-                return self._committed(await anyio.to_thread.run_sync(
-                    self._waiting_transaction, self._writable(), fn))
-            except sqlite3.Error as exc:
-                raise _write_error(exc) from exc
-
-    def _inline(self, fn: Callable[[Conn], T]) -> tuple[bool, T]:
-        """Try ``fn``'s transaction now without waiting; (False, _) if another process holds
-        the write lock."""
-        try:
-            return True, self._committed(self._transaction(self._writable(), fn))
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise _write_error(exc) from exc
-        except sqlite3.Error as exc:
-            raise _write_error(exc) from exc
-        return False, cast(T, None)
-
-    def _committed(self, result: T) -> T:
-        if self._checkpointer is not None:
-            self._checkpointer.committed()
-        return result
-
-    def _writable(self) -> Conn:
-        if self._writer is None:
-            raise StoreError("The store is not open.", hint="Use the vault as `async with`.")
-        return self._writer
-
-    async def _read(self, fn: Callable[[Conn], T]) -> T:
-        """Run ``fn`` on the reader connection, inline (WAL readers never wait)."""
-        conn = self._reader
-        if conn is None:
-            raise StoreError("The store is not open.", hint="Use the vault as `async with`.")
-        try:
-            return fn(conn)
-        except sqlite3.Error as exc:
-            raise StoreError("A database read failed.") from exc
-
-    async def _all(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-        return await self._read(lambda c: c.execute(sql, tuple(params)).fetchall())
-
-    async def _one(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
-        rows = await self._all(sql, params)
-        return rows[0] if rows else None
 
     # -- grants and credentials -------------------------------------------------------------
     async def insert_grant(
@@ -355,7 +162,7 @@ class SQLiteStore:
         """Set a grant's status (e.g. needs_reauth after invalid_grant)."""
         def run(c: Conn) -> None:
             c.execute("UPDATE grants SET status=?, updated_at=? WHERE grant_id=? "
-                      "AND status!='revoked'", (status.value, _now(), grant_id))
+                      "AND status!='revoked'", (status.value, now_epoch(), grant_id))
             _audit(c, audit)
 
         await self._write(run)
@@ -398,7 +205,7 @@ class SQLiteStore:
     # -- refresh lease ----------------------------------------------------------------------
     async def acquire_refresh_lease(self, grant_id: str, holder: str, ttl: float) -> bool:
         """Take the grant's refresh lease unless another live holder has it."""
-        now = _now()
+        now = now_epoch()
 
         def run(c: Conn) -> bool:
             cur = c.execute(
@@ -468,76 +275,6 @@ class SQLiteStore:
         """Return every provider config stored through the API."""
         rows = await self._all("SELECT * FROM provider_configs ORDER BY provider_id", ())
         return [_rows.provider_config(r) for r in rows]
-
-    # -- connect sessions ---------------------------------------------------------------------
-    async def insert_session(self, record: SessionRecord) -> None:
-        """Store a new connect session."""
-        await self._write(lambda c: c.execute(
-            "INSERT INTO connect_sessions (session_id, token_hash, state_hash, owner_key, "
-            "data, status, provider_id, verifier_blob, key_id, expires_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)", _rows.session_params(record)))
-
-    async def get_session(self, session_id: str) -> SessionRecord | None:
-        """Return a session by id."""
-        row = await self._one("SELECT * FROM connect_sessions WHERE session_id=?", (session_id,))
-        return _rows.session(row) if row else None
-
-    async def get_session_by_token(self, token_hash: str) -> SessionRecord | None:
-        """Return a session by the hash of its connect token."""
-        row = await self._one("SELECT * FROM connect_sessions WHERE token_hash=?", (token_hash,))
-        return _rows.session(row) if row else None
-
-    async def begin_authorization(
-        self, session_id: str, *, provider_id: str, state_hash: str, verifier_blob: bytes,
-        key_id: str,
-    ) -> bool:
-        """Record the OAuth state and sealed verifier of a pending session's authorization."""
-        def run(c: Conn) -> bool:
-            cur = c.execute(
-                "UPDATE connect_sessions SET provider_id=?, state_hash=?, verifier_blob=?, "
-                "key_id=? WHERE session_id=? AND status='pending' AND state_used=0 "
-                "AND expires_at > ?",
-                (provider_id, state_hash, verifier_blob, key_id, session_id, _now()),
-            )
-            return cur.rowcount == 1
-
-        return await self._write(run)
-
-    async def claim_state(self, state_hash: str, now: datetime) -> SessionRecord | None:
-        """Consume a pending, unexpired session's state exactly once; None if not claimable."""
-        def run(c: Conn) -> SessionRecord | None:
-            cur = c.execute(
-                "UPDATE connect_sessions SET state_used=1 WHERE state_hash=? AND state_used=0 "
-                "AND status='pending' AND expires_at > ?", (state_hash, _ts(now)))
-            if cur.rowcount != 1:
-                return None
-            row = c.execute("SELECT * FROM connect_sessions WHERE state_hash=?",
-                            (state_hash,)).fetchone()
-            return _rows.session(row) if row else None
-
-        return await self._write(run)
-
-    async def finish_session(
-        self,
-        session_id: str,
-        status: ConnectSessionStatus,
-        *,
-        grant_ids: Sequence[str] = (),
-        error: str | None = None,
-    ) -> None:
-        """Mark a session completed or failed."""
-        def run(c: Conn) -> None:
-            row = c.execute("SELECT data FROM connect_sessions WHERE session_id=?",
-                            (session_id,)).fetchone()
-            if row is None:
-                return
-            session = ConnectSession.model_validate_json(row["data"])
-            updated = session.model_copy(
-                update={"status": status, "grant_ids": tuple(grant_ids), "error": error})
-            c.execute("UPDATE connect_sessions SET data=?, status=? WHERE session_id=?",
-                      (updated.model_dump_json(), status.value, session_id))
-
-        await self._write(run)
 
     # -- audit --------------------------------------------------------------------------------
     async def append_audit(self, seal: AuditSealer) -> AuditEvent:
