@@ -136,6 +136,11 @@ class SQLiteBase:
         row = await self._one("SELECT MAX(version) AS v FROM schema_migrations", ())
         return int(row["v"]) if row and row["v"] is not None else 0
 
+    @property
+    def expected_schema_version(self) -> int:
+        """Return the migration version this code writes (the database should be at it)."""
+        return MIGRATIONS[-1][0]
+
     # -- plumbing -------------------------------------------------------------------------
     @staticmethod
     def _transaction(conn: Conn, fn: Callable[[Conn], T]) -> T:
