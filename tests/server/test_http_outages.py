@@ -168,3 +168,15 @@ async def test_outage_jwks_port_closed_answers_503(
     assert_unavailable(with_jwt, jwt)
     assert "could not be fetched" in json.loads(with_jwt.body)["error_description"]
     assert with_key.status == 200
+
+
+async def test_ready_needs_no_credential_but_the_public_host(
+        make_vault: VaultFactory, mockidp: MockIdpPeer) -> None:
+    """/ready answers 200 without a credential and 421 to a foreign Host, as the README says."""
+    vault = await _http_vault(make_vault, mockidp.issuer)
+    async with http_server(vault) as url, httpx2.AsyncClient(
+            timeout=30, trust_env=False) as client:
+        own = await client.get(url + "/ready")
+        foreign = await client.get(url + "/ready", headers={"host": "evil.example"})
+    assert own.status_code == 200 and own.json()["status"] == "ready"
+    assert foreign.status_code == 421
