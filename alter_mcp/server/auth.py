@@ -135,12 +135,16 @@ class _Backend(AuthenticationBackend):
             with anyio.fail_after(_CHECK_LIMIT):
                 token = await self.auth.authenticate(credential)
         except UNAVAILABLE as exc:
-            log.warning("A credential could not be checked: %s", exc.message)
-            raise _Unavailable(str(exc)) from None
+            # The operator gets the details; the client only learns what to wait for.
+            log.error("A credential could not be checked: %s", exc)
+            what = ("its database is unavailable" if isinstance(exc, StoreError)
+                    else "the identity provider's keys could not be fetched")
+            raise _Unavailable(f"The server could not check the credential: {what}. "
+                               f"Retry in {RETRY_AFTER} seconds.") from None
         except TimeoutError:
-            log.warning("A credential check took longer than %gs.", _CHECK_LIMIT)
-            raise _Unavailable("The credential could not be checked in time. Retry "
-                               "shortly.") from None
+            log.error("A credential check took longer than %g seconds.", _CHECK_LIMIT)
+            raise _Unavailable("The server could not check the credential in time. Retry in "
+                               f"{RETRY_AFTER} seconds.") from None
         except AlterError as exc:
             raise _Refused(str(exc)) from None
         return AuthCredentials(token.scopes), AuthenticatedUser(token)
