@@ -32,7 +32,10 @@ def doctor_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 async def _checks(env: pytest.MonkeyPatch, **values: str | Path) -> dict[str, Check]:
     for name, value in values.items():
         env.setenv(f"ALTER_MCP_{name.upper()}", str(value))
-    return {check.name: check for check in await run_checks()}
+    checks = await run_checks()
+    names = [check.name for check in checks]
+    assert len(names) == len(set(names)), f"one verdict per check: {names}"
+    return dict(zip(names, checks, strict=True))
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -130,10 +131,12 @@ CASE_NAMES = sorted(_cases(Creds("j", "k", "o")))
 
 @pytest.mark.parametrize("case", CASE_NAMES)
 async def test_credentials_refused_combination_gets_401_with_reason(
-        http_vault: AlterVault, creds: Creds, case: str) -> None:
+        http_vault: AlterVault, creds: Creds, case: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     """Each duplicate, mixed or wrong-kind credential header gets 401 whose body and
-    challenge say why, and quotes no credential."""
+    challenge say why, and quotes no credential in the answer or the logs."""
     headers, reason = _cases(creds)[case]
+    caplog.set_level(logging.DEBUG)
     async with http_server(http_vault) as url:
         resp = await raw_request(url, headers)
     assert resp.status == 401, (case, resp.text)
@@ -143,7 +146,7 @@ async def test_credentials_refused_combination_gets_401_with_reason(
     challenge = resp.header("www-authenticate")
     assert 'error="invalid_token"' in challenge and reason in challenge
     for secret in (creds.jwt, creds.key, creds.other_key, "alice:pw", "sk-live-not"):
-        assert secret not in resp.text
+        assert secret not in resp.text and secret not in caplog.text
 
 
 async def test_credentials_each_valid_credential_alone_is_accepted(

@@ -9,6 +9,7 @@ that is bound but not listening.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sqlite3
 from collections.abc import Iterator
@@ -69,10 +70,12 @@ async def _http_vault(make_vault: VaultFactory, issuer: str, **values: Any) -> A
 
 
 async def test_outage_postgres_stopped_answers_503_and_ready_fails(
-        make_vault: VaultFactory, mockidp: MockIdpPeer, cluster: PostgresCluster) -> None:
+        make_vault: VaultFactory, mockidp: MockIdpPeer, cluster: PostgresCluster,
+        caplog: pytest.LogCaptureFixture) -> None:
     """With PostgreSQL stopped mid-run, a valid agent key gets 503 with Retry-After (not 401),
     /ready turns from 200 to 503 naming the database, and a tool call inside an open session
     gets a retry-later tool error."""
+    caplog.set_level(logging.DEBUG)
     vault = await _http_vault(make_vault, mockidp.issuer,
                               database_url=cluster.create_database("outage"))
     _, key = await vault.create_api_key("agent")
@@ -100,6 +103,9 @@ async def test_outage_postgres_stopped_answers_503_and_ready_fails(
     text = in_session.content[0].text
     assert "could not complete the action. Retry later" in text, text
     assert "sign in again" not in text
+    assert any(r.levelno == logging.ERROR and "credential could not be checked" in
+               r.getMessage() for r in caplog.records)  # the operator must act on it
+    assert key.reveal() not in caplog.text and jwt not in caplog.text
 
 
 async def test_outage_sqlite_file_destroyed_answers_503(
