@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alter_mcp.crypto import RecordBinding
-from alter_mcp.errors import AlterError, DecryptionError
-from alter_mcp.server.auth import RETRY_AFTER, UNAVAILABLE
+from alter_mcp.errors import AlterError, DecryptionError, StoreError
+from alter_mcp.server.auth import RETRY_AFTER
 from alter_mcp.vault import AlterVault
 
 __all__ = ["Readiness", "readiness", "register_health_routes"]
@@ -50,7 +50,7 @@ async def readiness(vault: AlterVault) -> Readiness:
     try:
         with anyio.fail_after(_PROBE_LIMIT):
             applied = await store.schema_version()
-    except UNAVAILABLE as exc:
+    except StoreError as exc:
         return Readiness((), "database", exc.message)
     except TimeoutError:
         return Readiness((), "database", f"no answer within {_PROBE_LIMIT:g} seconds")
