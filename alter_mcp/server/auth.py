@@ -146,7 +146,8 @@ class _Backend(AuthenticationBackend):
             raise _Unavailable("The server could not check the credential in time. Retry in "
                                f"{RETRY_AFTER} seconds.") from None
         except AlterError as exc:
-            raise _Refused(str(exc)) from None
+            # The message says why; hints are written for operators and users, not callers.
+            raise _Refused(exc.message) from None
         return AuthCredentials(token.scopes), AuthenticatedUser(token)
 
 
