@@ -1,18 +1,23 @@
 """Setup checks for ``alter-mcp doctor``: each check is ok, or says what to fix.
 
-In order: configuration, encryption key, database, key rotation, identity provider (when
-``ALTER_MCP_IDP_ISSUER`` is set: its discovery document and JWKS are fetched), provider
-catalogue, and every configured OAuth client (from the settings and from the store; a stored
-client secret must open with the current keys).
+In order: configuration, encryption key, disk space (the data directory and the SQLite file's
+directory), database (reachable within a time limit, schema), database integrity (SQLite's
+``PRAGMA quick_check``), key rotation, identity provider (when ``ALTER_MCP_IDP_ISSUER`` is set:
+its discovery document and JWKS are fetched), provider catalogue, and every configured OAuth
+client (from the settings and from the store; a stored client secret must open with the
+current keys).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx2
 
 from alter_mcp.config import Settings, load_settings
@@ -21,11 +26,15 @@ from alter_mcp.errors import AlterError
 from alter_mcp.oauth.clients import provider_secret_binding
 from alter_mcp.providers import Catalog, load_catalog
 from alter_mcp.store import Store, open_store
+from alter_mcp.store.sqlite_base import quick_check
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["MIN_FREE_BYTES", "Check", "run_checks"]
 
+#: Below this much free space the disk is about to fill: SQLite and the audit log then fail.
+MIN_FREE_BYTES = 100 * 2**20
 _SAMPLE = 1000
 _TIMEOUT = 5.0
+_DB_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +51,10 @@ def _failed(name: str, exc: AlterError) -> Check:
     return Check(name, False, exc.message, exc.hint)
 
 
-async def run_checks(*, http: httpx2.AsyncClient | None = None) -> list[Check]:
+async def run_checks(
+    *, http: httpx2.AsyncClient | None = None,
+    statvfs: Callable[[str], os.statvfs_result] = os.statvfs,
+) -> list[Check]:
     """Run every check in order; later checks are skipped when configuration is invalid."""
     try:
         settings: Settings = load_settings()
@@ -51,18 +63,33 @@ async def run_checks(*, http: httpx2.AsyncClient | None = None) -> list[Check]:
     checks = [Check("configuration", True,
                     f"file {settings.config}" if settings.config else "environment only")]
     keyring = _keyring(settings, checks)
+    checks.append(_disk_space(settings, statvfs))
     store: Store | None = None
     try:
         store = open_store(settings.resolved_database_url)
-        await store.open()
+        with anyio.fail_after(_DB_TIMEOUT):
+            await store.open()
+            version = await store.schema_version()
         checks.append(Check("database", True,
                             f"{settings.resolved_database_url.split('://')[0]} schema "
-                            f"v{await store.schema_version()}"))
-        if keyring is not None:
-            checks.append(await _rotation(store, keyring))
+                            f"v{version}"))
     except AlterError as exc:
         checks.append(_failed("database", exc))
         store = None
+    except TimeoutError:
+        checks.append(Check("database", False,
+                            f"the database did not answer within {_DB_TIMEOUT:g} seconds",
+                            "Check ALTER_MCP_DATABASE_URL and that the server is up and "
+                            "reachable from this machine (firewall, host, port)."))
+        store = None
+    integrity = await _integrity(settings.resolved_database_url)
+    if integrity is not None:
+        checks.append(integrity)
+    if store is not None and keyring is not None:
+        try:
+            checks.append(await _rotation(store, keyring))
+        except AlterError as exc:
+            checks.append(_failed("key rotation", exc))
     try:
         if settings.idp_issuer:
             async with _HttpClient(http) as client:
@@ -82,6 +109,65 @@ async def run_checks(*, http: httpx2.AsyncClient | None = None) -> list[Check]:
         if store is not None:
             await store.close()
     return checks
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:,.1f} MiB"
+
+
+def _existing(path: Path) -> Path:
+    """Return ``path`` or its nearest existing parent (a directory not created yet)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _sqlite_path(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def _disk_space(settings: Settings, statvfs: Callable[[str], os.statvfs_result]) -> Check:
+    """Return the verdict on the emptiest filesystem holding the data dir or the SQLite file."""
+    sqlite = _sqlite_path(settings.resolved_database_url)
+    places = [settings.data_dir, *([sqlite.parent] if sqlite is not None else [])]
+    fix = ("Free space there, or move ALTER_MCP_DATA_DIR (and the database) to a larger "
+           "filesystem: when it fills, the database and the audit log cannot be written and "
+           "every action fails.")
+    emptiest: tuple[Path, int] | None = None
+    for place in dict.fromkeys(_existing(p) for p in places):
+        try:
+            stats = statvfs(str(place))
+        except OSError as exc:
+            return Check("disk space", False, f"cannot read the free space of {place} "
+                                              f"({exc.strerror})", fix)
+        free = stats.f_bavail * stats.f_frsize
+        if emptiest is None or free < emptiest[1]:
+            emptiest = (place, free)
+    assert emptiest is not None
+    place, free = emptiest
+    if free < MIN_FREE_BYTES:
+        return Check("disk space", False, f"only {_size(free)} free on the filesystem of "
+                                          f"{place} (under {_size(MIN_FREE_BYTES)})", fix)
+    return Check("disk space", True, f"{_size(free)} free at {place}")
+
+
+async def _integrity(url: str) -> Check | None:
+    """Return the verdict of SQLite's ``PRAGMA quick_check`` (None for other databases)."""
+    path = _sqlite_path(url)
+    if path is None or not path.exists():
+        return None
+    try:
+        problems = await anyio.to_thread.run_sync(quick_check, path)
+    except AlterError as exc:
+        return _failed("database integrity", exc)
+    if not problems:
+        return Check("database integrity", True, "PRAGMA quick_check: ok")
+    return Check("database integrity", False,
+                 f"PRAGMA quick_check found {len(problems)} problem(s) in {path}: "
+                 f"{' '.join(problems[0].split())[:200]}",
+                 "Stop alter-mcp and restore the file from a backup (or salvage it with "
+                 "`sqlite3 vault.db .recover | sqlite3 new.db`), then run doctor again; do "
+                 "not keep writing to a damaged file.")
 
 
 def _keyring(settings: Settings, checks: list[Check]) -> Keyring | None:

@@ -26,7 +26,11 @@ structured, non-secret fields. No error ever carries a credential value.
     ├── ProviderAPIError             the provider answered with an error
     │   └── RateLimitedError         the provider said 429 (carries Retry-After)
     ├── ConnectFlowError             a connect session or OAuth callback was refused
-    └── AuthenticationError          the caller's identity could not be established
+    ├── AuthenticationError          the caller's identity could not be established
+    └── IdentityProviderUnavailableError  the IdP's keys could not be fetched: retry later
+
+A ``StoreError`` or an ``IdentityProviderUnavailableError`` while checking a credential means
+the server *could not check* it, never that it is bad: HTTP answers 503, not 401.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "GrantNotFoundError",
+    "IdentityProviderUnavailableError",
     "InvalidInputError",
     "KeyUnavailableError",
     "PolicyViolationError",
@@ -373,3 +378,13 @@ class AuthenticationError(AlterError):
     """The caller's identity could not be established from its token or key."""
 
     code = "authentication_failed"
+
+
+class IdentityProviderUnavailableError(AlterError):
+    """The identity provider's discovery document or keys could not be fetched (not a bad token)."""
+
+    code = "identity_provider_unavailable"
+
+    def __init__(self, message: str, *, hint: str | None = None, url: str | None = None) -> None:
+        super().__init__(message, hint=hint, url=url)
+        self.url = url

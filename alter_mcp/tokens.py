@@ -22,7 +22,11 @@ import jwt
 from jwt.exceptions import InvalidTokenError, PyJWKError
 
 from alter_mcp.config import Settings
-from alter_mcp.errors import AuthenticationError, ConfigurationError
+from alter_mcp.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    IdentityProviderUnavailableError,
+)
 from alter_mcp.models import CallerType, Identity, UserPrincipal
 
 __all__ = ["DEFAULT_ALGORITHMS", "JwtVerifier", "VerifiedToken", "token_fingerprint"]
@@ -128,11 +132,12 @@ class JwtVerifier:
             response.raise_for_status()
             data = response.json()
         except (httpx2.HTTPError, ValueError) as exc:
-            raise AuthenticationError(
-                "The identity provider's keys could not be fetched.",
+            # The token was not checked, so it must not be called bad: the caller retries.
+            raise IdentityProviderUnavailableError(
+                f"The identity provider's keys could not be fetched ({type(exc).__name__}).",
                 hint="Retry shortly; if it persists, check ALTER_MCP_IDP_ISSUER / "
-                     "ALTER_MCP_IDP_JWKS_URI.",
-                reason="jwks_unavailable",
+                     "ALTER_MCP_IDP_JWKS_URI and that this server can reach the provider.",
+                url=url,
             ) from exc
         if not isinstance(data, dict):
             raise _fail("The identity provider answered with unexpected JSON.", "jwks_invalid")
@@ -181,7 +186,10 @@ class JwtVerifier:
 
     # -- verification -------------------------------------------------------------------------
     async def verify(self, token: str) -> VerifiedToken:
-        """Return the verified token, or raise ``AuthenticationError`` saying what failed."""
+        """Return the verified token, or raise ``AuthenticationError`` saying what failed.
+
+        Raises ``IdentityProviderUnavailableError`` when the keys needed could not be fetched.
+        """
         if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
             raise _fail("The bearer token is missing or too long.", "malformed")
         try:

@@ -1,8 +1,9 @@
 """Build the MCP server from an open vault: tools, resources, identity, and the HTTP app.
 
 ``build_server(vault)`` is what stdio and in-memory clients talk to; ``build_http_app(vault)``
-wraps the same server as a streamable-HTTP Starlette app that also serves ``/health``, the
-RFC 9728 metadata and the connect pages, behind Host/Origin checks against DNS rebinding.
+wraps the same server as a streamable-HTTP Starlette app that also serves ``/health`` and
+``/ready``, the RFC 9728 metadata and the connect pages, behind Host/Origin checks against DNS
+rebinding.
 With ``stateless_http`` set, no MCP session is held in memory (the 2026-07-28 era holds none
 anyway), so any replica behind a load balancer answers any request.
 """
@@ -15,14 +16,13 @@ from urllib.parse import urlsplit
 from fastmcp import FastMCP
 from mcp.server.request_state import RequestStateSecurity
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from alter_mcp.identity import IdentitySource
 from alter_mcp.models import Identity
 from alter_mcp.server.auth import AgentKeyHeaderMiddleware, AlterAuth
 from alter_mcp.server.caller import CallerBinder
 from alter_mcp.server.connect import register_connect_tools
+from alter_mcp.server.health import register_health_routes
 from alter_mcp.server.resources import register_resources
 from alter_mcp.server.tools import register_grant_tools
 from alter_mcp.vault import AlterVault
@@ -89,11 +89,7 @@ def build_server(
     register_connect_tools(server, binder)
     register_grant_tools(server, binder)
     register_resources(server, vault)
-
-    @server.custom_route("/health", methods=["GET"])
-    async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
-
+    register_health_routes(server, vault)
     return server
 
 

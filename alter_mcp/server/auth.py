@@ -7,17 +7,22 @@ Every request to the MCP endpoint carries exactly one credential:
   URL, algorithm allow-list, ``exp``/``nbf``/``iat``);
 - or an agent API key, as ``Authorization: Bearer amk_…`` or ``X-Alter-Agent-Key: amk_…``.
 
-A request carrying both an agent key and a user token is refused. Failures answer 401 with a
-``WWW-Authenticate`` challenge naming the RFC 9728 metadata (served at both the root and the
-path-suffixed well-known URL). The inbound token is never forwarded: only its fingerprint is
-kept on the request.
+A request carrying two credentials, a repeated header or a value of the wrong kind is refused
+(:mod:`alter_mcp.server.credentials`). Refusals answer 401 with a ``WWW-Authenticate``
+challenge naming the RFC 9728 metadata (served at both the root and the path-suffixed
+well-known URL). When the credential *could not be checked* (the database or the identity
+provider's keys are unreachable) the answer is 503 with ``Retry-After``, never 401: a client
+told its token is invalid would drop a good one. The inbound token is never forwarded: only
+its fingerprint is kept on the request.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import anyio
 from fastmcp.server.auth import AccessToken, AuthProvider
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -33,16 +38,37 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alter_mcp.apikeys import looks_like_key
-from alter_mcp.errors import AlterError, ConfigurationError
+from alter_mcp.errors import (
+    AlterError,
+    AuthenticationError,
+    ConfigurationError,
+    IdentityProviderUnavailableError,
+    StoreError,
+)
 from alter_mcp.models import Identity
+from alter_mcp.server.credentials import AGENT_KEY_HEADER, presented_credential
 from alter_mcp.tokens import token_fingerprint
 from alter_mcp.vault import AlterVault
 
-__all__ = ["AGENT_KEY_HEADER", "AgentKeyHeaderMiddleware", "AlterAccessToken", "AlterAuth"]
+__all__ = [
+    "AGENT_KEY_HEADER",
+    "RETRY_AFTER",
+    "UNAVAILABLE",
+    "AgentKeyHeaderMiddleware",
+    "AlterAccessToken",
+    "AlterAuth",
+]
 
-#: The header an agent may use for its key instead of ``Authorization: Bearer``.
-AGENT_KEY_HEADER = "x-alter-agent-key"
-_BOTH = "both_credentials"
+log = logging.getLogger(__name__)
+
+#: Seconds a client is asked to wait before retrying after a 503.
+RETRY_AFTER = 5
+#: Errors meaning "the credential could not be checked", as opposed to "checked and bad".
+UNAVAILABLE: tuple[type[AlterError], ...] = (StoreError, IdentityProviderUnavailableError)
+_REFUSAL = "alter_credential_refusal"
+_AGENT_KEY = AGENT_KEY_HEADER.encode()
+#: Longest a credential check may take before the request is answered 503.
+_CHECK_LIMIT = 15.0
 
 
 class AlterAccessToken(AccessToken):
@@ -52,26 +78,44 @@ class AlterAccessToken(AccessToken):
 
 
 class AgentKeyHeaderMiddleware:
-    """Present an ``X-Alter-Agent-Key`` header as a bearer credential (refusing it beside one)."""
+    """Check the request's credential headers; present an agent key header as a bearer one.
+
+    FastMCP's ``RequireAuthMiddleware`` looks for ``Authorization: Bearer`` in the raw headers,
+    so a valid ``X-Alter-Agent-Key`` is moved there. A refused combination is left for the
+    authentication backend to answer (401 with the reason).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            headers = list(scope.get("headers", []))
-            keys = [v for k, v in headers if k.lower() == AGENT_KEY_HEADER.encode()]
-            has_auth = any(k.lower() == b"authorization" for k, _ in headers)
-            if keys and has_auth:
-                scope = dict(scope, alter_auth_conflict=True)
-            elif keys:
-                rest = [(k, v) for k, v in headers if k.lower() != AGENT_KEY_HEADER.encode()]
-                scope = dict(scope, headers=[*rest, (b"authorization", b"Bearer " + keys[0])])
+            headers = list(scope.get("headers", ()))
+            try:
+                credential = presented_credential(headers)
+            except AuthenticationError as exc:
+                scope = dict(scope, **{_REFUSAL: exc})
+            else:
+                if credential is not None and not any(
+                        name.lower() == b"authorization" for name, _ in headers):
+                    rest = [(k, v) for k, v in headers if k.lower() != _AGENT_KEY]
+                    bearer = (b"authorization", b"Bearer " + credential.encode("latin-1"))
+                    scope = dict(scope, headers=[*rest, bearer])
         await self.app(scope, receive, send)
 
 
+class _Refused(StarletteAuthError):
+    """The credential was checked and refused (401)."""
+
+
+class _Unavailable(StarletteAuthError):
+    """The credential could not be checked (503)."""
+
+
 def _quoted(text: str) -> str:
-    return text.replace("\\", "").replace('"', "'")
+    """Return ``text`` as a quoted-string body: ASCII (headers are Latin-1), no quote or escape."""
+    text = text.replace("\u2026", "...").replace("\\", "").replace('"', "'")
+    return text.encode("ascii", "replace").decode("ascii")
 
 
 class _Backend(AuthenticationBackend):
@@ -79,15 +123,31 @@ class _Backend(AuthenticationBackend):
         self.auth = auth
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, Any] | None:
-        header = conn.headers.get("authorization")
-        if conn.scope.get("alter_auth_conflict"):
-            raise StarletteAuthError(_BOTH)
-        if not header or header[:7].lower() != "bearer ":
-            return None
+        if not self.auth.guards(conn.scope.get("path", "")):
+            return None  # pages, probes and metadata need no identity; a stray header is moot
         try:
-            token = await self.auth.authenticate(header[7:].strip())
+            refusal = conn.scope.get(_REFUSAL)
+            if isinstance(refusal, AuthenticationError):
+                raise refusal
+            credential = presented_credential(conn.scope.get("headers", ()))
+            if credential is None:
+                return None
+            with anyio.fail_after(_CHECK_LIMIT):
+                token = await self.auth.authenticate(credential)
+        except UNAVAILABLE as exc:
+            # The operator gets the details; the client only learns what to wait for.
+            log.error("A credential could not be checked: %s", exc)
+            what = ("its database is unavailable" if isinstance(exc, StoreError)
+                    else "the identity provider's keys could not be fetched")
+            raise _Unavailable(f"The server could not check the credential: {what}. "
+                               f"Retry in {RETRY_AFTER} seconds.") from None
+        except TimeoutError:
+            log.error("A credential check took longer than %g seconds.", _CHECK_LIMIT)
+            raise _Unavailable("The server could not check the credential in time. Retry in "
+                               f"{RETRY_AFTER} seconds.") from None
         except AlterError as exc:
-            raise StarletteAuthError(exc.message) from None
+            # The message says why; hints are written for operators and users, not callers.
+            raise _Refused(exc.message) from None
         return AuthCredentials(token.scopes), AuthenticatedUser(token)
 
 
@@ -125,11 +185,21 @@ class AlterAuth(AuthProvider):
         )
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        """Return the access token for ``token``, or None when it does not verify."""
+        """Return the access token for ``token``, or None when it does not verify.
+
+        Raises the store's or identity provider's error when it could not be checked at all.
+        """
         try:
             return await self.authenticate(token)
+        except UNAVAILABLE:
+            raise  # not checked is not invalid
         except AlterError:
             return None
+
+    def guards(self, path: str) -> bool:
+        """Return True when ``path`` is the MCP endpoint, the one route that needs identity."""
+        own = self._mcp_path or self.vault.settings.mcp_path
+        return path.rstrip("/") == own.rstrip("/")
 
     @property
     def resource_url(self) -> str:
@@ -177,11 +247,13 @@ class AlterAuth(AuthProvider):
         return "Bearer " + ", ".join(parts) if parts else "Bearer"
 
     def _on_error(self, conn: HTTPConnection, exc: Exception) -> Response:
-        if str(exc) == _BOTH:
-            description = ("Send either a user token or an agent API key, not both: an agent "
-                           "key cannot act for a user.")
-        else:
-            description = str(exc) or "The credential could not be verified."
+        description = str(exc) or "The credential could not be verified."
+        if isinstance(exc, _Unavailable):
+            body = json.dumps({"error": "temporarily_unavailable",
+                               "error_description": description})
+            return Response(body, status_code=503, media_type="application/json",
+                            headers={"Retry-After": str(RETRY_AFTER),
+                                     "Cache-Control": "no-store"})
         body = json.dumps({"error": "invalid_token", "error_description": description})
         return Response(body, status_code=401, media_type="application/json",
                         headers={"WWW-Authenticate": self.challenge(description)})

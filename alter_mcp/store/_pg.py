@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - the dev extra installs the driv
 from alter_mcp.models import AuditEvent
 from alter_mcp.store import _rows
 from alter_mcp.store.base import AuditSealer
-from alter_mcp.store.pg_migrations import AUDIT_LOCK, LOCK_NAMESPACE, migrate
+from alter_mcp.store.pg_migrations import AUDIT_LOCK, LOCK_NAMESPACE, MIGRATIONS, migrate
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -287,6 +287,11 @@ class PostgresBase:
         """Return the applied migration version."""
         value = await self._val("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
         return int(value)
+
+    @property
+    def expected_schema_version(self) -> int:
+        """Return the migration version this code writes (the database should be at it)."""
+        return MIGRATIONS[-1][0]
 
     # -- plumbing -------------------------------------------------------------------------
     def _require(self) -> asyncpg.Pool[asyncpg.Record]:

@@ -174,6 +174,10 @@ class Store(Protocol):
     async def schema_version(self) -> int:
         """Return the applied migration version."""
 
+    @property
+    def expected_schema_version(self) -> int:
+        """Return the migration version this code writes (the database should be at it)."""
+
     # -- grants and credentials ------------------------------------------------------------
     async def insert_grant(
         self, grant: Grant, credential: CredentialRecord | None, *,

@@ -26,7 +26,7 @@ from alter_mcp.errors import StoreError
 from alter_mcp.store.migrations import MIGRATIONS
 from alter_mcp.store.sqlite_wal import Checkpointer
 
-__all__ = ["Conn", "SQLiteBase", "now_epoch"]
+__all__ = ["Conn", "SQLiteBase", "now_epoch", "quick_check"]
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
@@ -46,6 +46,29 @@ def _write_error(exc: sqlite3.Error) -> StoreError:
     if isinstance(exc, sqlite3.IntegrityError):
         return StoreError(f"A database constraint failed: {exc}.")
     return StoreError("A database write failed.")
+
+
+def quick_check(path: str | Path, *, limit: int = 20) -> list[str]:
+    """Return what ``PRAGMA quick_check`` finds wrong in the file (empty when intact).
+
+    Opens its own read-only connection, so a file too damaged for the store to open is still
+    examined. Raises ``StoreError`` when the file cannot be read at all.
+    """
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            rows = conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        # A page too damaged to walk stops the check itself: that is a finding, not a failure.
+        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+            return [str(exc)]
+        raise StoreError(f"Cannot read the SQLite database at {path}: {exc}.",
+                         hint="Check the path and its permissions.") from exc
+    problems = [str(row[0]) for row in rows]
+    return [] if problems == ["ok"] else problems
 
 
 class SQLiteBase:
@@ -135,6 +158,11 @@ class SQLiteBase:
         """Return the applied migration version."""
         row = await self._one("SELECT MAX(version) AS v FROM schema_migrations", ())
         return int(row["v"]) if row and row["v"] is not None else 0
+
+    @property
+    def expected_schema_version(self) -> int:
+        """Return the migration version this code writes (the database should be at it)."""
+        return MIGRATIONS[-1][0]
 
     # -- plumbing -------------------------------------------------------------------------
     @staticmethod

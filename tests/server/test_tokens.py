@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx2
 import pytest
 
-from alter_mcp.errors import AuthenticationError, ConfigurationError
+from alter_mcp.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    IdentityProviderUnavailableError,
+)
 from alter_mcp.tokens import JwtVerifier
 from tests.peers.mockidp import MockIdpPeer, b64url
 
@@ -34,6 +39,20 @@ async def test_tokens_identity_groups_and_label_from_claims(mockidp: MockIdpPeer
         mockidp.issuer, "alice", "alice@example.test")
     assert verified.identity.groups == frozenset({"eng", "ops"})
     assert token not in repr(verified) and verified.fingerprint.startswith("sha256:")
+
+
+async def test_tokens_unreachable_keys_are_unavailable_not_a_bad_token(
+        mockidp: MockIdpPeer) -> None:
+    """A JWKS that cannot be fetched raises IdentityProviderUnavailableError, which is not an
+    AuthenticationError: the token was never checked."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/jwks"
+        verifier = _verifier(mockidp, jwks_uri=url)
+        with pytest.raises(IdentityProviderUnavailableError) as info:
+            await verifier.verify(mockidp.token(sub="a", aud=AUD))
+    assert not isinstance(info.value, AuthenticationError)
+    assert info.value.url == url and "could not be fetched" in info.value.message
 
 
 async def test_tokens_discovers_jwks_uri_from_issuer(mockidp: MockIdpPeer) -> None:
