@@ -162,16 +162,23 @@ class ProviderNotConfiguredError(AlterError):
 
     code = "provider_not_configured"
 
-    def __init__(self, provider_id: str) -> None:
+    def __init__(self, provider_id: str, *, redirect_uri: str | None = None,
+                 config_file: str | None = None) -> None:
+        where = f" ({config_file})" if config_file else ""
+        register = (f" Register the redirect URI {redirect_uri} with the provider's OAuth app."
+                    if redirect_uri else "")
         super().__init__(
             f"Provider {provider_id!r} has no OAuth client configured on this server.",
             hint=(
-                f"Set [providers.{provider_id}] client_id and client_secret (or "
-                "client_secret_env) in the alter-mcp configuration file."
+                f"An operator sets [providers.{provider_id}] client_id and client_secret (or "
+                f"client_secret_env) in the alter-mcp configuration file{where}, or runs "
+                f"`alter-mcp providers configure {provider_id}`.{register}"
             ),
             provider_id=provider_id,
+            redirect_uri=redirect_uri,
         )
         self.provider_id = provider_id
+        self.redirect_uri = redirect_uri
 
 
 class GrantNotFoundError(AlterError):

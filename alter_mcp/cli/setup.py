@@ -35,10 +35,14 @@ data_dir = {data_dir}
 
 
 def _default_config() -> Path:
-    import platformdirs
+    from alter_mcp.config import default_config_path
 
     env = os.environ.get("ALTER_MCP_CONFIG")
-    return Path(env) if env else Path(platformdirs.user_config_dir("alter-mcp")) / "config.toml"
+    if env:
+        return Path(env)
+    default = default_config_path()
+    assert default is not None  # always a path for the process's own environment
+    return default
 
 
 def _executable() -> str:

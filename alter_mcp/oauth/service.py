@@ -24,6 +24,7 @@ from alter_mcp.config import Settings
 from alter_mcp.crypto import Envelope
 from alter_mcp.errors import (
     AlterError,
+    ConfigurationError,
     ConnectFlowError,
     GrantNotFoundError,
     InvalidInputError,
@@ -110,13 +111,42 @@ class OAuthService:
             return self.ctx.settings.public_url.rstrip("/")
         async with self._loopback_lock:
             if self._loopback is None or not self._loopback.running:
-                from alter_mcp.oauth.loopback import LoopbackServer
+                from alter_mcp.oauth.loopback import LoopbackServer, PortInUseError
 
-                server = LoopbackServer(self.connect_app(),
-                                        port=self.ctx.settings.connect_port)
-                await server.start()
+                port = self.ctx.settings.connect_port
+                server = LoopbackServer(self._loopback_app(), port=port)
+                try:
+                    await server.start()
+                except PortInUseError:
+                    # Another process of this vault (Claude Desktop beside an IDE, or the
+                    # CLI beside a server) may serve the pages there; sessions live in the
+                    # shared store, so its pages finish ours. Try binding again next time.
+                    return await self._shared_loopback(port)
                 self._loopback = server
             return self._loopback.url
+
+    def _loopback_app(self) -> Starlette:
+        from alter_mcp.oauth.peer import peer_route
+
+        app = self.connect_app()
+        app.router.routes.append(peer_route(self.ctx.envelope.keyring,
+                                            self.ctx.settings.resolved_database_url))
+        return app
+
+    async def _shared_loopback(self, port: int) -> str:
+        from alter_mcp.oauth.peer import same_vault_at
+
+        url = f"http://127.0.0.1:{port}"
+        if await same_vault_at(url, self.ctx.envelope.keyring,
+                               self.ctx.settings.resolved_database_url):
+            return url
+        raise ConfigurationError(
+            f"Port {port} on 127.0.0.1, where the connect pages are served, is held by "
+            "another program (not a process of this vault), so the connect link cannot be "
+            "served.", setting="ALTER_MCP_CONNECT_PORT",
+            hint=f"Stop the program on port {port}, or set ALTER_MCP_CONNECT_PORT to a free "
+                 "port and register http://127.0.0.1:PORT/oauth/callback as the redirect URI "
+                 "at your providers.")
 
     def connect_app(self) -> Starlette:
         """Return the Starlette app of the connect pages (for the HTTP server to mount)."""
