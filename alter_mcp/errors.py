@@ -58,7 +58,14 @@ __all__ = [
     "SecretNotFoundError",
     "StoreError",
     "TokenRefreshInProgressError",
+    "format_seconds",
 ]
+
+
+def format_seconds(value: float) -> str:
+    """Return a duration for people: ``2``, ``1.5``, ``0.25`` seconds, never ``1.99956``."""
+    rounded = round(value) if value >= 10 else round(value, 2 if value < 1 else 1)
+    return f"{rounded:g}"
 
 
 class AlterError(Exception):
@@ -355,7 +362,8 @@ class RateLimitedError(ProviderAPIError):
     code = "rate_limited"
 
     def __init__(self, *, provider_id: str, retry_after: float | None) -> None:
-        wait = f"after {retry_after:g} seconds" if retry_after is not None else "later"
+        wait = ("later" if retry_after is None
+                else f"after {format_seconds(retry_after)} seconds")
         super().__init__(
             f"Provider {provider_id!r} is rate limiting requests (HTTP 429).",
             status=429,

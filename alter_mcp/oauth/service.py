@@ -30,6 +30,7 @@ from alter_mcp.errors import (
     InvalidInputError,
     ReAuthRequiredError,
     ScopeReauthRequiredError,
+    format_seconds,
 )
 from alter_mcp.models import (
     ConnectSession,
@@ -245,7 +246,9 @@ class OAuthService:
         if record is None or record.session.owner.key != identity.principal.key:
             raise ConnectFlowError("No such connect session for this caller.",
                                    reason="unknown_session",
-                                   hint="Pass the session_id create_connect_session returned.")
+                                   hint="Pass the session_id the connect tool returned "
+                                        "(vault.create_connect_session in Python), or "
+                                        "connect again.")
         session = record.session
         status = session_status(session, self.ctx.clock())
         return session if status is session.status else session.model_copy(
@@ -282,7 +285,7 @@ class OAuthService:
                     await event.wait()
         self._events.pop(session_id, None)
         raise ConnectFlowError(
-            f"No authorization arrived within {seconds:g} seconds.", reason="timeout",
+            f"No authorization arrived within {format_seconds(seconds)} seconds.", reason="timeout",
             hint="Run connect again and finish signing in within the time limit.")
 
     async def present_and_wait(self, link: ConnectLink, opener: Opener,
