@@ -188,6 +188,12 @@ def serve(transport: str, host: str, port: int) -> None:
     from alter_mcp.server.run import configure_logging, serve_http, serve_stdio
     from alter_mcp.vault import AlterVault
 
+    if transport == "stdio" and sys.stdin.isatty():
+        # Started by hand in a terminal, a stdio server looks hung: say what it waits for.
+        err.print("alter-mcp: waiting for an MCP client on stdio (this is not an interactive "
+                  "prompt; Ctrl-C stops). To use it, add it to Claude Desktop or your IDE — "
+                  "see the README.", markup=False)
+
     async def inner() -> None:
         configure_logging(settings.log_level)
         async with AlterVault(settings, caller="alter-mcp") as vault:
