@@ -168,6 +168,11 @@ class OAuthService:
         hint = _account_hint(account_hint)
         back = check_return_url(return_url)
         allowed = await self._allowed(identity, providers, repair_grant_id)
+        keyed = [p for p in allowed if not self.ctx.lookup(p).is_oauth]
+        if extra and keyed:
+            raise InvalidInputError(
+                f"scopes apply to OAuth providers only, and {keyed[0]!r} uses a key.",
+                field="scopes", hint="Connect key-based providers without scopes.")
         return await self._open_session(identity, identity.principal, allowed, extra, hint,
                                         repair_grant_id, back)
 
@@ -212,8 +217,13 @@ class OAuthService:
                                     hint="Read providers://catalog for the OAuth providers.")
         unique = tuple(dict.fromkeys(providers))
         for provider_id in unique:
-            provider = self.ctx.oauth_provider(provider_id, field="allowed_providers")
-            await self.ctx.client_for(provider)  # fail now, not on the user's page
+            provider = self.ctx.lookup(provider_id)
+            if provider.is_oauth:
+                await self.ctx.client_for(provider)  # fail now, not on the user's page
+            elif not provider.secret_fields:
+                raise InvalidInputError(
+                    f"Provider {provider_id!r} has no fields a user could paste.",
+                    field="allowed_providers", hint="Pick another provider.")
         return unique
 
     async def _open_session(
