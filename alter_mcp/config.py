@@ -1,6 +1,8 @@
 """Configuration: environment variables (``ALTER_MCP_*``) over an optional TOML file.
 
-The TOML file is named by ``ALTER_MCP_CONFIG``. Its top-level keys are the settings below in
+The TOML file is named by ``ALTER_MCP_CONFIG``; without it, the file ``alter-mcp init`` writes
+in the platform's user config directory (:func:`default_config_path`) is read if it exists.
+Its top-level keys are the settings below in
 lowercase; ``[providers.<id>]`` tables hold each provider's OAuth client, and ``[catalog.<id>]``
 tables add providers to the catalogue or override fields of shipped ones::
 
@@ -17,6 +19,7 @@ Invalid configuration raises :class:`ConfigurationError` naming the setting and 
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,7 +39,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alter_mcp.errors import ConfigurationError
 
-__all__ = ["ProviderConfig", "Settings", "load_settings"]
+__all__ = ["ProviderConfig", "Settings", "default_config_path", "load_settings"]
 
 ENV_PREFIX = "ALTER_MCP_"
 
@@ -194,6 +197,16 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'vault.db'}"
 
     @property
+    def default_redirect_uri(self) -> str:
+        """Return the OAuth callback URL to register at providers (unless a client overrides it).
+
+        HTTP deployments use the public URL; stdio mode the loopback listener's port (with
+        ``connect_port = 0`` the port is chosen at start, so no fixed URI can be registered).
+        """
+        base = self.public_url or f"http://127.0.0.1:{self.connect_port or '<port>'}"
+        return base + "/oauth/callback"
+
+    @property
     def resolved_key_file(self) -> Path:
         """Return the key file path, defaulting to ``master.key`` in the data directory."""
         return self.key_file or self.data_dir / "master.key"
@@ -231,6 +244,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Return the user config file ``alter-mcp init`` writes (it may not exist).
+
+    With an explicit ``environ`` (tests, embedding code) only its own ``XDG_CONFIG_HOME`` or
+    ``HOME`` count, so a developer's real file never leaks into a hermetic configuration.
+    """
+    if environ is None:
+        return Path(platformdirs.user_config_dir("alter-mcp")) / "config.toml"
+    if sys.platform.startswith(("linux", "freebsd", "openbsd")):
+        base = environ.get("XDG_CONFIG_HOME", "").strip()
+        if base:
+            return Path(base) / "alter-mcp" / "config.toml"
+        home = environ.get("HOME", "").strip()
+        return Path(home) / ".config" / "alter-mcp" / "config.toml" if home else None
+    return None
+
+
 class _ExplicitSettings(Settings):
     """Settings built only from the values ``load_settings`` gathers (env merged over file)."""
 
@@ -265,6 +295,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     env_values = _env_values(env)
     values: dict[str, Any] = {}
     config_path = overrides.get("config") or env_values.get("config")
+    if not config_path and "config" not in overrides:
+        default = default_config_path(environ)
+        if default is not None and default.is_file():
+            config_path = overrides["config"] = default
     if config_path:
         values = _read_toml(Path(str(config_path)).expanduser())
         unknown = set(values) - set(Settings.model_fields)

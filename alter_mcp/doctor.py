@@ -273,10 +273,11 @@ def _configured(settings: Settings, catalog: Catalog) -> list[Check]:
             checks.append(Check(name, False, "is not an OAuth provider, so it needs no client",
                                 f"Remove [providers.{provider_id}]; store its key with "
                                 f"`alter-mcp secrets add {provider_id}`."))
-        elif config.secret(os.environ) is None:
-            checks.append(Check(name, True, f"client {config.client_id} (public client)"))
         else:
-            checks.append(Check(name, True, f"client {config.client_id}"))
+            kind = " (public client)" if config.secret(os.environ) is None else ""
+            redirect = config.redirect_uri or settings.default_redirect_uri
+            checks.append(Check(name, True, f"client {config.client_id}{kind}, redirect URI "
+                                            f"{redirect}"))
     return checks
 
 
@@ -304,5 +305,6 @@ async def _stored(settings: Settings, store: Store, catalog: Catalog,
                 checks.append(Check(name, False, f"{where}: {exc.message}", exc.hint))
                 continue
         secret = "with secret" if record.secret_blob is not None else "public client"
-        checks.append(Check(name, True, f"{where}, {secret}"))
+        redirect = record.redirect_uri or settings.default_redirect_uri
+        checks.append(Check(name, True, f"{where}, {secret}, redirect URI {redirect}"))
     return checks

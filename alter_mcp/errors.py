@@ -63,7 +63,14 @@ __all__ = [
     "SecretNotFoundError",
     "StoreError",
     "TokenRefreshInProgressError",
+    "format_seconds",
 ]
+
+
+def format_seconds(value: float) -> str:
+    """Return a duration for people: ``2``, ``1.5``, ``0.25`` seconds, never ``1.99956``."""
+    rounded = round(value) if value >= 10 else round(value, 2 if value < 1 else 1)
+    return f"{rounded:g}"
 
 
 class AlterError(Exception):
@@ -167,16 +174,23 @@ class ProviderNotConfiguredError(AlterError):
 
     code = "provider_not_configured"
 
-    def __init__(self, provider_id: str) -> None:
+    def __init__(self, provider_id: str, *, redirect_uri: str | None = None,
+                 config_file: str | None = None) -> None:
+        where = f" ({config_file})" if config_file else ""
+        register = (f" Register the redirect URI {redirect_uri} with the provider's OAuth app."
+                    if redirect_uri else "")
         super().__init__(
             f"Provider {provider_id!r} has no OAuth client configured on this server.",
             hint=(
-                f"Set [providers.{provider_id}] client_id and client_secret (or "
-                "client_secret_env) in the alter-mcp configuration file."
+                f"An operator sets [providers.{provider_id}] client_id and client_secret (or "
+                f"client_secret_env) in the alter-mcp configuration file{where}, or runs "
+                f"`alter-mcp providers configure {provider_id}`.{register}"
             ),
             provider_id=provider_id,
+            redirect_uri=redirect_uri,
         )
         self.provider_id = provider_id
+        self.redirect_uri = redirect_uri
 
 
 class GrantNotFoundError(AlterError):
@@ -353,7 +367,8 @@ class RateLimitedError(ProviderAPIError):
     code = "rate_limited"
 
     def __init__(self, *, provider_id: str, retry_after: float | None) -> None:
-        wait = f"after {retry_after:g} seconds" if retry_after is not None else "later"
+        wait = ("later" if retry_after is None
+                else f"after {format_seconds(retry_after)} seconds")
         super().__init__(
             f"Provider {provider_id!r} is rate limiting requests (HTTP 429).",
             status=429,

@@ -34,7 +34,12 @@ from starlette.routing import Route
 
 from alter_mcp.config import Settings
 from alter_mcp.crypto import Envelope, RecordBinding
-from alter_mcp.errors import AuthenticationError, ConfigurationError, DecryptionError
+from alter_mcp.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DecryptionError,
+    format_seconds,
+)
 from alter_mcp.models import Identity
 from alter_mcp.tokens import JwtVerifier, VerifiedToken
 
@@ -167,7 +172,7 @@ class BrowserLogin:
             with anyio.fail_after(limit):
                 await done.wait()
         except TimeoutError:
-            raise AuthenticationError(f"No sign-in arrived within {limit:g} seconds.",
+            raise AuthenticationError(f"No sign-in arrived within {format_seconds(limit)} seconds.",
                                       hint="Run authenticate again.", reason="timeout") from None
         finally:
             await server.stop()

@@ -5,14 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from alter_mcp.crypto import RecordBinding
 from alter_mcp.errors import InvalidInputError
 from alter_mcp.models import GroupPrincipal, Principal, UserPrincipal
 from alter_mcp.providers import Provider
 
-__all__ = ["check_grant_principal", "validate_secret_fields"]
+__all__ = ["check_grant_principal", "secret_binding", "validate_secret_fields"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_VALUE = 16_384
+
+
+def secret_binding(secret_id: str) -> RecordBinding:
+    """Return the encryption binding of a managed secret's fields."""
+    return RecordBinding("managed_secrets", secret_id, "fields")
 
 
 def validate_secret_fields(provider: Provider, fields: Mapping[str, str]) -> dict[str, str]:

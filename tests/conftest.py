@@ -15,6 +15,17 @@ from alter_mcp.vault import AlterVault
 pytest_plugins = ["tests.peers.fixtures", "tests.peers.postgres"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config_file(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the developer's own ~/.config/alter-mcp/config.toml out of every test.
+
+    The vault reads that file by default; tests (and the CLI subprocesses they start, which
+    inherit this environment) look in an empty config home instead, unless a test points
+    XDG_CONFIG_HOME or HOME elsewhere itself.
+    """
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config-home"))
+
+
 @pytest.fixture
 def master_key() -> str:
     """Return a fresh base64 master key."""

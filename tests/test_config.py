@@ -82,3 +82,42 @@ def test_config_bad_master_key_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as exc:
         AlterVault(s)
     assert bad not in str(exc.value) and exc.value.setting == "ALTER_MCP_MASTER_KEY"
+
+
+def test_config_default_file_is_read_without_alter_mcp_config(tmp_path: Path) -> None:
+    """The file `init` writes in the user config dir is read when ALTER_MCP_CONFIG is unset."""
+    cfg = tmp_path / "home" / ".config" / "alter-mcp" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('connect_port = 1111\n[providers.github]\nclient_id = "cid"\n')
+    s = load_settings({"HOME": str(tmp_path / "home")})
+    assert s.config == cfg and s.connect_port == 1111
+    assert s.providers["github"].client_id == "cid"
+
+
+def test_config_default_file_follows_xdg_config_home(tmp_path: Path) -> None:
+    """XDG_CONFIG_HOME, when set, is where the default file is looked for."""
+    cfg = tmp_path / "xdg" / "alter-mcp" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("connect_port = 1212\n")
+    s = load_settings({"HOME": str(tmp_path / "nowhere"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    assert s.config == cfg and s.connect_port == 1212
+
+
+def test_config_environment_overrides_the_default_file(tmp_path: Path) -> None:
+    """Environment variables still win over the default file, and ALTER_MCP_CONFIG replaces it."""
+    home = tmp_path / "home"
+    cfg = home / ".config" / "alter-mcp" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("connect_port = 1111\n")
+    other = tmp_path / "other.toml"
+    other.write_text('log_level = "debug"\n')
+    s = load_settings({"HOME": str(home), "ALTER_MCP_CONNECT_PORT": "2222"})
+    assert s.connect_port == 2222 and s.config == cfg
+    s = load_settings({"HOME": str(home), "ALTER_MCP_CONFIG": str(other)})
+    assert s.config == other and s.connect_port == 8765 and s.log_level == "DEBUG"
+
+
+def test_config_no_default_file_means_environment_only(tmp_path: Path) -> None:
+    """Without the default file (or a HOME in an explicit environment), no file is read."""
+    assert load_settings({"HOME": str(tmp_path)}).config is None
+    assert load_settings({}).config is None

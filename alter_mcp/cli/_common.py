@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from alter_mcp.errors import (
     AlterError,
@@ -45,6 +46,7 @@ __all__ = [
     "emit",
     "err",
     "fail",
+    "id_table",
     "json_option",
     "open_vault",
     "out",
@@ -94,6 +96,23 @@ def exit_code(exc: AlterError) -> int:
     return BAD_INPUT if isinstance(exc, _USER_ERRORS) else FAILED
 
 
+#: The vault's hints speak to an MCP client ("call list_grants"); at a shell, name a command.
+_CLI_HINTS: tuple[tuple[type[AlterError], str], ...] = (
+    (ProviderNotFoundError, "List the provider ids with `alter-mcp providers list`."),
+    (GrantNotFoundError, "List the grant ids with `alter-mcp grants list` (ids are printed "
+                         "in full; copy the whole id)."),
+    (SecretNotFoundError, "List the managed secrets with `alter-mcp secrets list`."),
+)
+
+
+def cli_hint(exc: AlterError) -> str | None:
+    """Return the error's fix in command-line words (no MCP tool names)."""
+    for kind, hint in _CLI_HINTS:
+        if isinstance(exc, kind):
+            return hint
+    return exc.hint
+
+
 def run(factory: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; turn a typed error into its message, its fix and an exit code."""
     async def main() -> T:
@@ -102,10 +121,18 @@ def run(factory: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except AlterError as exc:
-        hint = exc.hint
-        if isinstance(exc, ProviderNotFoundError):
-            hint = "List the provider ids with `alter-mcp providers list`."
-        fail(exc.message, hint=hint, code=exit_code(exc), error=exc.code)
+        fail(exc.message, hint=cli_hint(exc), code=exit_code(exc), error=exc.code)
+
+
+def id_table(*headers: str) -> Table:
+    """Return a table whose ``… id`` columns are never cut: a cut id cannot be pasted back."""
+    table = Table()
+    for header in headers:
+        if header.endswith(" id"):
+            table.add_column(header, no_wrap=True, min_width=36, overflow="fold")
+        else:
+            table.add_column(header)
+    return table
 
 
 def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:

@@ -102,6 +102,10 @@ def audit_tail(count: int, follow: bool, interval: float, as_json: bool) -> None
         async with open_vault() as vault:
             log = vault.audit_log
             after = await _last_seq(log)
+            if not as_json:
+                out.print(f"{'seq':>6} {'time (UTC)':<19} {'outcome':<7} {'action':<18} "
+                          "principal  provider grant method url status error reason",
+                          style="bold", markup=False)
             if count:
                 for event in await log.events(AuditFilter(after_seq=max(0, after - count),
                                                            limit=count)):

@@ -18,9 +18,8 @@ from typing import Any
 
 import anyio.to_thread
 import click
-from rich.table import Table
 
-from alter_mcp.cli._common import FAILED, emit, err, json_option, out, run
+from alter_mcp.cli._common import FAILED, emit, err, id_table, json_option, out, run
 
 __all__ = ["demo"]
 
@@ -110,7 +109,7 @@ async def _walk(data_dir: Path, *, browser: bool, wait: float, say: _Narrator
             say.step("List grants", "metadata only, never a credential")
             page = await vault.list_grants()
             if say.show:
-                table = Table("grant id", "provider", "account", "scopes", "status")
+                table = id_table("grant id", "provider", "account", "scopes", "status")
                 for grant in page.grants:
                     table.add_row(grant.grant_id, grant.provider_id,
                                   grant.account_identifier or "", " ".join(grant.scopes),

@@ -6,12 +6,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from alter_mcp.cli._common import (
     emit,
     err,
     fail,
+    id_table,
     json_option,
     open_vault,
     out,
@@ -72,7 +72,7 @@ def grants_list(provider_id: str | None, status: str | None, limit: int, cursor:
     data = {"grants": [g.public_view() for g in page.grants], "next_cursor": page.next_cursor}
 
     def render() -> None:
-        table = Table("grant id", "provider", "account", "owner", "status", "created")
+        table = id_table("grant id", "provider", "account", "owner", "status", "created")
         for grant in page.grants:
             table.add_row(grant.grant_id, grant.provider_id, grant.account_identifier or "",
                           grant.owner.key, grant.status.value, shown_time(grant.created_at))
@@ -211,7 +211,7 @@ def secrets_list(as_json: bool) -> None:
     data = [s.model_dump(mode="json") for s in found]
 
     def render() -> None:
-        table = Table("secret id", "provider", "label", "fields", "created")
+        table = id_table("secret id", "provider", "label", "fields", "created")
         for s in found:
             table.add_row(s.secret_id, s.provider_id, s.label, ", ".join(s.field_names),
                           shown_time(s.created_at))

@@ -13,9 +13,18 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
-from alter_mcp.cli._common import FAILED, emit, err, fail, json_option, open_vault, out, run
+from alter_mcp.cli._common import (
+    FAILED,
+    emit,
+    err,
+    fail,
+    id_table,
+    json_option,
+    open_vault,
+    out,
+    run,
+)
 
 __all__ = ["keys"]
 
@@ -65,7 +74,7 @@ def keys_list(as_json: bool) -> None:
              "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None} for r in records]
 
     def render() -> None:
-        table = Table("key id", "name", "prefix", "created", "revoked")
+        table = id_table("key id", "name", "prefix", "created", "revoked")
         for row in data:
             table.add_row(row["key_id"], row["name"], row["prefix"] + "…", row["created_at"],
                           row["revoked_at"] or "")

@@ -29,19 +29,22 @@ def providers() -> None:
 @click.option("--kind", type=click.Choice(["oauth2", "api_key", "basic", "aws_sigv4"]),
               help="Only providers of this auth kind.")
 @click.option("--configured", "only_configured", is_flag=True,
-              help="Only providers with an OAuth client on this deployment.")
+              help="Only providers usable on this deployment (OAuth ones need a client).")
 @json_option
 def providers_list(kind: str | None, only_configured: bool, as_json: bool) -> None:
     """List the catalogue: id, name, auth kind, API hosts, and whether a client is set up."""
+    from alter_mcp.server.resources import provider_summary
+
     async def inner() -> tuple[Any, frozenset[str]]:
         async with open_vault() as vault:
             return vault.catalog, await vault.configured_providers()
 
     catalog, configured = run(inner)
-    rows = [p for p in catalog.providers() if (kind is None or p.auth_kind.value == kind)
-            and (not only_configured or p.id in configured)]
-    data = [{"id": p.id, "name": p.name, "auth_kind": p.auth_kind.value,
-             "configured": p.id in configured, "api_hosts": list(p.api_hosts)} for p in rows]
+    # One meaning of "configured" everywhere (MCP catalogue too): usable on this deployment.
+    summaries = [provider_summary(p, configured) for p in catalog.providers()
+                 if kind is None or p.auth_kind.value == kind]
+    data = [{k: s[k] for k in ("id", "name", "auth_kind", "configured", "api_hosts")}
+            for s in summaries if not only_configured or s["configured"]]
 
     def render() -> None:
         table = Table("id", "name", "auth", "api hosts", "client")
@@ -64,7 +67,7 @@ def providers_show(provider_id: str, as_json: bool) -> None:
     from alter_mcp.errors import ProviderNotConfiguredError
     from alter_mcp.oauth.clients import resolve_client
 
-    async def inner() -> tuple[Any, Any]:
+    async def inner() -> tuple[Any, Any, str]:
         async with open_vault() as vault:
             provider = vault.catalog.get(provider_id)
             client = None
@@ -75,11 +78,14 @@ def providers_show(provider_id: str, as_json: bool) -> None:
                         envelope=vault.envelope)).info()
                 except ProviderNotConfiguredError:
                     client = None
-            return provider, client
+            return provider, client, vault.settings.default_redirect_uri
 
-    provider, client = run(inner)
+    provider, client, default_redirect = run(inner)
     data = provider.model_dump(mode="json", exclude_none=True)
     data["client"] = client.model_dump(mode="json") if client else None
+    redirect = (client.redirect_uri if client and client.redirect_uri else default_redirect)
+    if provider.is_oauth:
+        data["redirect_uri"] = redirect
 
     def render() -> None:
         table = Table(show_header=False, box=None)
@@ -97,6 +103,8 @@ def providers_show(provider_id: str, as_json: bool) -> None:
                           + (", secret set" if client.has_client_secret else ", public")
                           if client else "not configured: alter-mcp providers configure "
                           + provider.id)
+            table.add_row("redirect uri", f"{redirect}  (register it with the provider's "
+                          "OAuth app)")
         if provider.docs_url:
             table.add_row("docs", provider.docs_url)
         out.print(table)
@@ -140,19 +148,23 @@ def providers_configure(
     secret = None if public else read_secret("client secret", option="--client-secret",
                                              from_stdin=secret_stdin, env=secret_env)
 
-    async def inner() -> Any:
+    async def inner() -> tuple[Any, str]:
         async with open_vault() as vault:
             return await vault.configure_provider(
                 provider_id, client_id=client_id, client_secret=secret,
-                scopes=list(scopes) if scopes else None, redirect_uri=redirect_uri)
+                scopes=list(scopes) if scopes else None, redirect_uri=redirect_uri
+            ), vault.settings.default_redirect_uri
 
-    info = run(inner)
+    info, default_redirect = run(inner)
     data = info.model_dump(mode="json")
+    data["redirect_uri"] = info.redirect_uri or default_redirect
 
     def render() -> None:
         err.print(f"Stored the OAuth client {info.client_id} for {info.provider_id}"
                   + (" with its secret encrypted." if info.has_client_secret else
                      " (public client)."), markup=False)
+        err.print(f"Redirect URI to register with the provider: {data['redirect_uri']}",
+                  markup=False)
         err.print(f"Connect an account: alter-mcp connect {info.provider_id}", markup=False)
 
     emit(data, as_json, render)

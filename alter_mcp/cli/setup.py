@@ -35,10 +35,14 @@ data_dir = {data_dir}
 
 
 def _default_config() -> Path:
-    import platformdirs
+    from alter_mcp.config import default_config_path
 
     env = os.environ.get("ALTER_MCP_CONFIG")
-    return Path(env) if env else Path(platformdirs.user_config_dir("alter-mcp")) / "config.toml"
+    if env:
+        return Path(env)
+    default = default_config_path()
+    assert default is not None  # always a path for the process's own environment
+    return default
 
 
 def _executable() -> str:
@@ -183,6 +187,12 @@ def serve(transport: str, host: str, port: int) -> None:
     settings = run(settle)
     from alter_mcp.server.run import configure_logging, serve_http, serve_stdio
     from alter_mcp.vault import AlterVault
+
+    if transport == "stdio" and sys.stdin.isatty():
+        # Started by hand in a terminal, a stdio server looks hung: say what it waits for.
+        err.print("alter-mcp: waiting for an MCP client on stdio (this is not an interactive "
+                  "prompt; Ctrl-C stops). To use it, add it to Claude Desktop or your IDE — "
+                  "see the README.", markup=False)
 
     async def inner() -> None:
         configure_logging(settings.log_level)

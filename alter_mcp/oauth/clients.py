@@ -91,7 +91,9 @@ async def resolve_client(
         )
     record = await store.get_provider_config(provider.id)
     if record is None:
-        raise ProviderNotConfiguredError(provider.id)
+        raise ProviderNotConfiguredError(
+            provider.id, redirect_uri=settings.default_redirect_uri,
+            config_file=str(settings.config) if settings.config else None)
     secret_value = None
     if record.secret_blob is not None:
         secret_value = Secret(envelope.open_text(

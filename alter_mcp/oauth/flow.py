@@ -22,6 +22,7 @@ from alter_mcp.errors import AlterError, ConnectFlowError
 from alter_mcp.models import ConnectSessionStatus, Grant, GrantKind, GrantStatus, Outcome
 from alter_mcp.oauth.client import TokenResponse
 from alter_mcp.oauth.context import OAuthContext, owner_identity
+from alter_mcp.oauth.keypage import KeyIntake, KeySaved, SecretForm, form_for
 from alter_mcp.oauth.sessions import (
     authorization_url,
     cookie_name,
@@ -39,7 +40,7 @@ from alter_mcp.providers.schema import Provider
 from alter_mcp.redaction import Secret
 from alter_mcp.store import SessionRecord
 
-__all__ = ["CallbackOutcome", "ConnectFlow", "ConnectStart", "ProviderChoice"]
+__all__ = ["CallbackOutcome", "ConnectFlow", "ConnectStart", "ProviderChoice", "SecretForm"]
 
 _CALLER = "connect-page"
 
@@ -58,6 +59,8 @@ class ConnectStart:
 
     session_id: str
     choices: tuple[ProviderChoice, ...] = ()
+    #: A key-based provider: the form to paste its secret into (no redirect).
+    form: SecretForm | None = None
     redirect_url: str | None = field(default=None, repr=False)
     cookie_value: Secret | None = None
     cookie_max_age: int = 0
@@ -94,6 +97,7 @@ class ConnectFlow:
         self._ctx = ctx
         self._base_url = base_url
         self._notify = notify
+        self._keys = KeyIntake(ctx)
 
     # -- the link -----------------------------------------------------------------------------
     async def start(self, token: str, provider_id: str | None) -> ConnectStart:
@@ -114,7 +118,10 @@ class ConnectFlow:
             chosen = provider_id or allowed[0]
             if chosen not in allowed:
                 raise refuse("provider_not_allowed")
-            return await self._redirect(record, ctx.oauth_provider(chosen), token, now)
+            provider = ctx.lookup(chosen)
+            if not provider.is_oauth:
+                return ConnectStart(record.session.session_id, form=form_for(record, provider))
+            return await self._redirect(record, provider, token, now)
         except AlterError as exc:
             session = record.session if record else None
             # Only a provider the session offers is recorded, never arbitrary query input.
@@ -154,6 +161,15 @@ class ConnectFlow:
         max_age = max(1, int((session.expires_at - now).total_seconds()))
         return ConnectStart(session.session_id, redirect_url=url, cookie_value=Secret(token),
                             cookie_max_age=max_age)
+
+    async def submit(self, token: str, provider_id: str | None, values: Mapping[str, str]
+                     ) -> CallbackOutcome | SecretForm:
+        """Take a key-based provider's pasted fields; return the outcome or the form again."""
+        saved = await self._keys.submit(token, provider_id, values)
+        if isinstance(saved, SecretForm):
+            return saved
+        self._notify(saved.session_id, None)
+        return _key_outcome(saved)
 
     # -- the callback -------------------------------------------------------------------------
     async def callback(self, params: Mapping[str, str], cookies: Mapping[str, str]
@@ -318,3 +334,9 @@ class ConnectFlow:
             provider_id=provider.id, detail={"session_id": session.session_id,
                                              "repaired": False}), known))
         return grant, False
+
+
+def _key_outcome(saved: KeySaved) -> CallbackOutcome:
+    return CallbackOutcome(session_id=saved.session_id, provider_id=saved.provider_id,
+                           provider_name=saved.provider_name, grant_id=saved.grant_id,
+                           account_identifier=saved.label, repaired=False, return_url=None)

@@ -18,10 +18,14 @@ from starlette.types import ASGIApp
 
 from alter_mcp.errors import ConfigurationError
 
-__all__ = ["LoopbackServer"]
+__all__ = ["LoopbackServer", "PortInUseError"]
 
 _HOST = "127.0.0.1"
 _STARTUP_TIMEOUT = 10.0
+
+
+class PortInUseError(ConfigurationError):
+    """The loopback port is held by another process (which may be this vault's own)."""
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -72,12 +76,14 @@ class LoopbackServer:
             sock.bind((_HOST, self._requested_port))
         except OSError as exc:
             sock.close()
-            taken = exc.errno == errno.EADDRINUSE
-            raise ConfigurationError(
+            kind = PortInUseError if exc.errno == errno.EADDRINUSE else ConfigurationError
+            raise kind(
                 f"Cannot listen on {_HOST}:{self._requested_port} for the connect pages"
-                f"{' (the port is in use)' if taken else ''}.",
+                f"{' (the port is in use)' if kind is PortInUseError else ''}.",
                 setting="ALTER_MCP_CONNECT_PORT",
-                hint="Choose a free port, or 0 to let the system pick one.",
+                hint="Set ALTER_MCP_CONNECT_PORT to a free port (and register "
+                     f"http://{_HOST}:PORT/oauth/callback at your providers), or stop the "
+                     "program that holds it.",
             ) from None
         sock.listen(64)
         sock.setblocking(False)

@@ -1,7 +1,8 @@
-"""The connect pages' HTML: provider picker, connected, refused, and expired or used link.
+"""The connect pages' HTML: provider picker, key form, connected, refused, expired or used.
 
 Small, self-contained documents: one inline stylesheet allowed by its hash in the
-Content-Security-Policy (no script, no image, no font, no form, nothing from elsewhere), a
+Content-Security-Policy (no script, no image, no font, nothing from elsewhere; the key form
+alone may post, and only to its own link), a
 language, landmarks, a labelled list of choices, visible focus, colours above WCAG AA
 contrast in light and dark schemes. Every text that came from outside is escaped. A provider's
 error code is explained in plain words; its free-text description is never shown (a crafted
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 
 from alter_mcp.errors import AlterError, ConnectFlowError
 from alter_mcp.oauth.flow import ProviderChoice
+from alter_mcp.oauth.keypage import SecretForm
 
-__all__ = ["CSP", "DARK", "HEADERS", "LIGHT", "STYLE", "Page", "connected", "picker",
-           "refused", "render", "unexpected"]
+__all__ = ["CSP", "DARK", "FORM_HEADERS", "HEADERS", "LIGHT", "STYLE", "Page", "connected",
+           "key_form", "picker", "refused", "render", "unexpected"]
 
 #: Colour roles of the light scheme (each text colour is checked against ``bg`` in tests).
 LIGHT = {"bg": "#ffffff", "fg": "#1b1b1f", "muted": "#4b4b57", "accent": "#0b4fc4",
@@ -56,6 +58,14 @@ STYLE = (
     "a.choice:hover{background:var(--hover);border-color:var(--accent)}"
     "a:focus-visible{outline:3px solid var(--accent);outline-offset:3px}"
     "code{font-size:.9em}"
+    "form{margin:1.25rem 0}label{display:block;margin:0 0 .3rem;font-weight:600}"
+    "input{display:block;width:100%;margin:0 0 1rem;padding:.6rem .75rem;font:inherit;"
+    "color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:.5rem}"
+    "input:focus-visible,button:focus-visible{outline:3px solid var(--accent);"
+    "outline-offset:2px}"
+    "button{font:inherit;font-weight:600;padding:.7rem 1.4rem;border-radius:.6rem;"
+    "border:1px solid var(--accent);background:var(--accent);color:var(--bg);cursor:pointer}"
+    ".error{color:var(--bad);font-weight:600}"
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode("utf-8")).digest()).decode("ascii")
 #: Nothing but this one stylesheet may load or run; no page may frame these.
@@ -70,6 +80,9 @@ HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Content-Security-Policy": CSP,
 }
+#: The key form's headers: it may post, to its own link only.
+FORM_HEADERS = {**HEADERS, "Content-Security-Policy": CSP.replace("form-action 'none'",
+                                                                  "form-action 'self'")}
 
 _AGAIN = "Ask the app or agent that sent you here for a new connect link."
 #: A provider's ``error=`` code (RFC 6749 §4.1.2.1, OpenID Connect) in plain words.
@@ -202,3 +215,37 @@ def unexpected() -> Page:
     return Page("Connection not completed",
                 _para("Something went wrong on this server, so nothing was connected.")
                 + _para(_AGAIN, muted=True), 500, "bad")
+
+
+def key_form(form: SecretForm) -> Page:
+    """Return the page where the user pastes a key-based provider's secret fields."""
+    name = html.escape(form.provider_name)
+    error = (f"<p class=error id=form-error role=alert>{html.escape(form.error)}</p>"
+             if form.error else "")
+    inputs = []
+    for index, spec in enumerate(form.fields):
+        ident = f"field-{html.escape(spec.name, quote=True)}"
+        kind = "password" if spec.secret else "text"
+        invalid = (" aria-invalid=true aria-describedby=form-error"
+                   if form.error_field == f"fields.{spec.name}" else "")
+        focus = " autofocus" if index == 0 else ""
+        inputs.append(
+            f"<label for={ident}>{html.escape(spec.label)}"
+            f"{'' if spec.required else ' (optional)'}</label>"
+            f"<input id={ident} name='field.{html.escape(spec.name, quote=True)}' type={kind}"
+            f" autocomplete=off spellcheck=false{' required' if spec.required else ''}"
+            f"{invalid}{focus}>")
+    where = (f" Create one at <a href='{html.escape(form.docs_url, quote=True)}' "
+             f"rel='noopener noreferrer' target=_blank>{name}'s site</a>."
+             if form.docs_url else "")
+    body = (
+        f"<p>Paste your {name} credentials. The vault encrypts them and sends them only to "
+        f"{name} itself; the AI agent never sees them.{where}</p>{error}"
+        f"<form method=post autocomplete=off>"
+        f"<input type=hidden name=provider value='{html.escape(form.provider_id, quote=True)}'>"
+        + "".join(inputs)
+        + "<label for=label>Label (optional)</label>"
+        "<input id=label name=label type=text maxlength=120 placeholder='e.g. work account'>"
+        f"<button type=submit>Save {name} key</button></form>"
+        + _para("This link works once, for a few minutes.", muted=True))
+    return Page(f"Connect {form.provider_name}", body, status=400 if form.error else 200)

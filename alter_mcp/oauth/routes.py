@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from alter_mcp.errors import AlterError, ConnectFlowError, ProviderAPIError
 from alter_mcp.oauth import pages
-from alter_mcp.oauth.flow import CallbackOutcome, ConnectStart
+from alter_mcp.oauth.flow import CallbackOutcome, ConnectStart, SecretForm
 from alter_mcp.oauth.sessions import cookie_name
 
 __all__ = ["ConnectHandler", "build_connect_app", "connect_routes"]
@@ -28,6 +28,8 @@ __all__ = ["ConnectHandler", "build_connect_app", "connect_routes"]
 log = logging.getLogger(__name__)
 
 _HEADERS = pages.HEADERS
+_MAX_FORM = 64 * 1024
+_MAX_FIELDS = 32
 _STATUS = {
     "unknown_link": 404, "expired": 410, "used": 409, "unknown_state": 400, "replayed": 409,
     "foreign_state": 403, "issuer_mismatch": 400, "issuer_missing": 400,
@@ -47,9 +49,19 @@ class ConnectHandler(Protocol):
                        ) -> CallbackOutcome:
         """Handle the provider's redirect back."""
 
+    async def submit(self, token: str, provider_id: str | None, values: Mapping[str, str]
+                     ) -> CallbackOutcome | SecretForm:
+        """Take a key-based provider's pasted fields."""
+
 
 def _send(page: pages.Page) -> HTMLResponse:
     return HTMLResponse(pages.render(page), status_code=page.status, headers=_HEADERS)
+
+
+def _send_form(form: SecretForm) -> HTMLResponse:
+    page = pages.key_form(form)
+    return HTMLResponse(pages.render(page), status_code=page.status,
+                        headers=pages.FORM_HEADERS)
 
 
 def _refusal(exc: AlterError, provider_error: str | None = None) -> HTMLResponse:
@@ -97,6 +109,8 @@ def connect_routes(handler: ConnectHandler, *, secure_cookies: bool | None = Non
         except Exception:
             log.exception("connect page failed")
             return _unexpected()
+        if started.form is not None:
+            return _send_form(started.form)
         if started.redirect_url is None:
             return _send(pages.picker(started.choices))
         response = RedirectResponse(started.redirect_url, status_code=303, headers=_HEADERS)
@@ -132,7 +146,38 @@ def connect_routes(handler: ConnectHandler, *, secure_cookies: bool | None = Non
                                httponly=True, samesite="lax", secure=_secure(request))
         return response
 
+    async def submit(request: Request) -> Response:
+        """Store the pasted key of a key-based provider as the session owner's grant."""
+        token = str(request.path_params.get("token", ""))
+        try:
+            size = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            size = _MAX_FORM + 1
+        if size > _MAX_FORM:
+            return _send(pages.Page("Too much data", "<p>The form was too large.</p>",
+                                    status=413, tone="bad"))
+        try:
+            form = await request.form(max_files=0, max_fields=_MAX_FIELDS)
+            values = {k: v for k, v in form.items() if isinstance(v, str)}
+        except Exception:  # a malformed body: never echo it
+            return _send(pages.Page("Form not readable", "<p>Post the form again.</p>",
+                                    status=400, tone="bad"))
+        provider = values.pop("provider", None)
+        try:
+            outcome = await handler.submit(token, provider, values)
+        except AlterError as exc:
+            return _refusal(exc)
+        except Exception:
+            # Logged without the request: its body carries the secret.
+            log.exception("key form failed")
+            return _unexpected()
+        if isinstance(outcome, SecretForm):
+            return _send_form(outcome)
+        return _send(pages.connected(outcome.provider_name, outcome.account_identifier,
+                                     repaired=False))
+
     return [
+        Route("/connect/{token}", submit, methods=["POST"]),
         Route("/connect/{token}", connect, methods=["GET"]),
         Route("/oauth/callback", callback, methods=["GET"]),
     ]

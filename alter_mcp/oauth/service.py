@@ -24,11 +24,13 @@ from alter_mcp.config import Settings
 from alter_mcp.crypto import Envelope
 from alter_mcp.errors import (
     AlterError,
+    ConfigurationError,
     ConnectFlowError,
     GrantNotFoundError,
     InvalidInputError,
     ReAuthRequiredError,
     ScopeReauthRequiredError,
+    format_seconds,
 )
 from alter_mcp.models import (
     ConnectSession,
@@ -110,13 +112,42 @@ class OAuthService:
             return self.ctx.settings.public_url.rstrip("/")
         async with self._loopback_lock:
             if self._loopback is None or not self._loopback.running:
-                from alter_mcp.oauth.loopback import LoopbackServer
+                from alter_mcp.oauth.loopback import LoopbackServer, PortInUseError
 
-                server = LoopbackServer(self.connect_app(),
-                                        port=self.ctx.settings.connect_port)
-                await server.start()
+                port = self.ctx.settings.connect_port
+                server = LoopbackServer(self._loopback_app(), port=port)
+                try:
+                    await server.start()
+                except PortInUseError:
+                    # Another process of this vault (Claude Desktop beside an IDE, or the
+                    # CLI beside a server) may serve the pages there; sessions live in the
+                    # shared store, so its pages finish ours. Try binding again next time.
+                    return await self._shared_loopback(port)
                 self._loopback = server
             return self._loopback.url
+
+    def _loopback_app(self) -> Starlette:
+        from alter_mcp.oauth.peer import peer_route
+
+        app = self.connect_app()
+        app.router.routes.append(peer_route(self.ctx.envelope.keyring,
+                                            self.ctx.settings.resolved_database_url))
+        return app
+
+    async def _shared_loopback(self, port: int) -> str:
+        from alter_mcp.oauth.peer import same_vault_at
+
+        url = f"http://127.0.0.1:{port}"
+        if await same_vault_at(url, self.ctx.envelope.keyring,
+                               self.ctx.settings.resolved_database_url):
+            return url
+        raise ConfigurationError(
+            f"Port {port} on 127.0.0.1, where the connect pages are served, is held by "
+            "another program (not a process of this vault), so the connect link cannot be "
+            "served.", setting="ALTER_MCP_CONNECT_PORT",
+            hint=f"Stop the program on port {port}, or set ALTER_MCP_CONNECT_PORT to a free "
+                 "port and register http://127.0.0.1:PORT/oauth/callback as the redirect URI "
+                 "at your providers.")
 
     def connect_app(self) -> Starlette:
         """Return the Starlette app of the connect pages (for the HTTP server to mount)."""
@@ -137,6 +168,11 @@ class OAuthService:
         hint = _account_hint(account_hint)
         back = check_return_url(return_url)
         allowed = await self._allowed(identity, providers, repair_grant_id)
+        keyed = [p for p in allowed if not self.ctx.lookup(p).is_oauth]
+        if extra and keyed:
+            raise InvalidInputError(
+                f"scopes apply to OAuth providers only, and {keyed[0]!r} uses a key.",
+                field="scopes", hint="Connect key-based providers without scopes.")
         return await self._open_session(identity, identity.principal, allowed, extra, hint,
                                         repair_grant_id, back)
 
@@ -181,8 +217,13 @@ class OAuthService:
                                     hint="Read providers://catalog for the OAuth providers.")
         unique = tuple(dict.fromkeys(providers))
         for provider_id in unique:
-            provider = self.ctx.oauth_provider(provider_id, field="allowed_providers")
-            await self.ctx.client_for(provider)  # fail now, not on the user's page
+            provider = self.ctx.lookup(provider_id)
+            if provider.is_oauth:
+                await self.ctx.client_for(provider)  # fail now, not on the user's page
+            elif not provider.secret_fields:
+                raise InvalidInputError(
+                    f"Provider {provider_id!r} has no fields a user could paste.",
+                    field="allowed_providers", hint="Pick another provider.")
         return unique
 
     async def _open_session(
@@ -215,7 +256,9 @@ class OAuthService:
         if record is None or record.session.owner.key != identity.principal.key:
             raise ConnectFlowError("No such connect session for this caller.",
                                    reason="unknown_session",
-                                   hint="Pass the session_id create_connect_session returned.")
+                                   hint="Pass the session_id the connect tool returned "
+                                        "(vault.create_connect_session in Python), or "
+                                        "connect again.")
         session = record.session
         status = session_status(session, self.ctx.clock())
         return session if status is session.status else session.model_copy(
@@ -252,7 +295,7 @@ class OAuthService:
                     await event.wait()
         self._events.pop(session_id, None)
         raise ConnectFlowError(
-            f"No authorization arrived within {seconds:g} seconds.", reason="timeout",
+            f"No authorization arrived within {format_seconds(seconds)} seconds.", reason="timeout",
             hint="Run connect again and finish signing in within the time limit.")
 
     async def present_and_wait(self, link: ConnectLink, opener: Opener,

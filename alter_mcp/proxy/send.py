@@ -28,6 +28,7 @@ from alter_mcp.errors import (
     BlockedDestinationError,
     InvalidInputError,
     ProviderAPIError,
+    format_seconds,
 )
 from alter_mcp.models import HttpMethod
 from alter_mcp.providers.schema import Provider
@@ -301,7 +302,7 @@ def _transport_error(
 ) -> ProviderAPIError:
     reason = failure or "network_error"
     if reason == "timeout":
-        message = f"{provider.name} did not answer within {limit:g} seconds."
+        message = f"{provider.name} did not answer within {format_seconds(limit)} seconds."
         hint = ("The request was not retried and may or may not have taken effect; "
                 "check before repeating a non-idempotent call, or pass a longer timeout.")
     elif reason == "connect_error":

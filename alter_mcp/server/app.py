@@ -22,6 +22,7 @@ from alter_mcp.models import Identity
 from alter_mcp.server.auth import AgentKeyHeaderMiddleware, AlterAuth
 from alter_mcp.server.caller import CallerBinder
 from alter_mcp.server.connect import register_connect_tools
+from alter_mcp.server.errors import install_log_filters
 from alter_mcp.server.health import register_health_routes
 from alter_mcp.server.resources import register_resources
 from alter_mcp.server.tools import register_grant_tools
@@ -72,6 +73,7 @@ def build_server(
     system principal). With ``http=True`` they act as the verified bearer of each request.
     """
     settings = vault.settings
+    install_log_filters()
     security = None
     if settings.request_state_key is not None:
         # Shared across replicas so a 2026-07-28 retry may land on any of them.

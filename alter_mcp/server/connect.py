@@ -90,12 +90,14 @@ def register_connect_tools(server: FastMCP, binder: CallerBinder) -> None:
             "The account the user should sign in with (e-mail or login), if known."))] = None,
         wait_seconds: Wait = 60,
     ) -> dict[str, Any] | mcp_types.InputRequiredResult:
-        """Let the user authorize a provider account (OAuth) so you can call its API.
+        """Let the user connect a provider account so you can call its API.
 
-        Call this when `list_grants` shows no active grant for the provider you need, or
-        when a tool error tells you to. The user is sent a link to sign in (shown by the
-        client where it can; otherwise `connect_url` is in the result: give it to the user
-        verbatim and ask them to open it). Returns `status` "completed" with the new
+        Works for every provider in providers://catalog: OAuth ones (the user signs in at the
+        provider) and API-key, basic or AWS ones (the user pastes the key on the vault's own
+        page; you never see it). Call this when `list_grants` shows no active grant for the
+        provider you need, or when a tool error tells you to. The user is sent a link (shown
+        by the client where it can; otherwise `connect_url` is in the result: give it to the
+        user verbatim and ask them to open it). Returns `status` "completed" with the new
         `grants` if the user finished within `wait_seconds`, else "pending" with a
         `session_id` to pass to `connect_status` later. Never ask the user for passwords or
         tokens yourself.
@@ -110,7 +112,8 @@ def register_connect_tools(server: FastMCP, binder: CallerBinder) -> None:
             names = ", ".join(providers)
             answer = await offer_url(
                 ctx, key=_KEY, url=link.connect_url,
-                message=f"Sign in to connect your {names} account to this assistant.",
+                message=f"Open this link to connect your {names} account to this assistant "
+                        "(sign in, or paste its key on the vault's page).",
                 state=json.dumps({"session_id": link.session_id, "providers": providers,
                                   "url": link.connect_url}))
             if isinstance(answer, mcp_types.InputRequiredResult):

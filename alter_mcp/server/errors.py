@@ -7,6 +7,7 @@ redacted and never carries a stack trace; unexpected exceptions stay masked by F
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,7 +28,14 @@ from alter_mcp.errors import (
 )
 from alter_mcp.redaction import redact_text
 
-__all__ = ["describe", "resource_errors", "tool_errors"]
+__all__ = [
+    "QuietExpectedErrors",
+    "describe",
+    "install_log_filters",
+    "log_level",
+    "resource_errors",
+    "tool_errors",
+]
 
 
 def _connect_call(provider_id: str | None) -> str:
@@ -80,13 +88,45 @@ def describe(exc: AlterError) -> str:
     return redact_text(" ".join(parts))
 
 
+class QuietExpectedErrors(logging.Filter):
+    """Drop the traceback fastmcp attaches to an expected refusal (logged below ERROR).
+
+    fastmcp logs every ``ResourceError`` with ``exc_info=True`` at the error's own level, so
+    "unknown provider" printed a full stack trace at INFO; the message line is enough.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record; strip its traceback when it is an expected, sub-ERROR refusal."""
+        if record.exc_info and record.levelno < logging.ERROR:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def install_log_filters() -> None:
+    """Attach :class:`QuietExpectedErrors` to fastmcp's server logger (once)."""
+    logger = logging.getLogger("fastmcp.server.server")
+    if not any(isinstance(f, QuietExpectedErrors) for f in logger.filters):
+        logger.addFilter(QuietExpectedErrors())
+
+
+def log_level(exc: AlterError) -> int:
+    """Return how loudly the server logs ``exc``: ERROR only for what an operator must fix."""
+    if isinstance(exc, StoreError | CryptoError | AuditWriteError):
+        return logging.ERROR
+    if isinstance(exc, PolicyViolationError | AuthenticationError):
+        return logging.WARNING
+    # Not found, bad input, re-authorization needed: the model is told; nothing to operate.
+    return logging.INFO
+
+
 @contextmanager
 def tool_errors() -> Iterator[None]:
     """Raise every vault error inside the block as a ``ToolError`` the model can act on."""
     try:
         yield
     except AlterError as exc:
-        raise ToolError(describe(exc)) from None
+        raise ToolError(describe(exc), log_level=log_level(exc)) from None
 
 
 @contextmanager
@@ -95,4 +135,4 @@ def resource_errors() -> Iterator[None]:
     try:
         yield
     except AlterError as exc:
-        raise ResourceError(describe(exc)) from None
+        raise ResourceError(describe(exc), log_level=log_level(exc)) from None

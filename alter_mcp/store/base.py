@@ -245,6 +245,12 @@ class Store(Protocol):
     ) -> None:
         """Store a managed secret's sealed fields."""
 
+    async def insert_secret_grant(
+        self, secret: ManagedSecret, blob: bytes, key_id: str, grant: Grant, *,
+        audit: Sequence[AuditSealer] = (),
+    ) -> None:
+        """Store a managed secret and its one grant (and their audit events) together."""
+
     async def get_secret(self, secret_id: str) -> tuple[ManagedSecret, bytes] | None:
         """Return a managed secret and its sealed fields."""
 

@@ -18,6 +18,7 @@ from typing import Any
 from alter_mcp.models import ApiKeyRecord, AuditEvent, Grant, GrantStatus, ManagedSecret
 from alter_mcp.store import _rows
 from alter_mcp.store._pg import (
+    Conn,
     append_event,
     append_events,
     bind,
@@ -64,6 +65,22 @@ def _now() -> float:
     return datetime.now(UTC).timestamp()
 
 
+
+async def _insert_grant(conn: Conn, grant: Grant, credential: CredentialRecord | None) -> None:
+    await conn.execute(f"INSERT INTO grants ({_GRANT_COLUMNS}) "
+                       "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                       *_rows.grant_params(grant))
+    if credential is not None:
+        await conn.execute("INSERT INTO credentials VALUES ($1,$2,$3,$4,$5,$6)",
+                           *_rows.credential_params(credential))
+
+
+async def _insert_secret(conn: Conn, secret: ManagedSecret, blob: bytes, key_id: str) -> None:
+    await conn.execute("INSERT INTO managed_secrets VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                       secret.secret_id, secret.provider_id, secret.label,
+                       json.dumps(list(secret.field_names)), blob, key_id,
+                       _ts(secret.created_at))
+
 class PostgresStore(PostgresSessions):
     """A ``Store`` on a PostgreSQL database shared by any number of processes."""
 
@@ -74,14 +91,7 @@ class PostgresStore(PostgresSessions):
     ) -> None:
         """Insert a grant and its credential in one transaction."""
         async with transaction(self._pool) as conn:
-            await conn.execute(
-                f"INSERT INTO grants ({_GRANT_COLUMNS}) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-                *_rows.grant_params(grant),
-            )
-            if credential is not None:
-                await conn.execute("INSERT INTO credentials VALUES ($1,$2,$3,$4,$5,$6)",
-                                   *_rows.credential_params(credential))
+            await _insert_grant(conn, grant, credential)
             if audit is not None:
                 await append_event(conn, audit)
 
@@ -231,12 +241,21 @@ class PostgresStore(PostgresSessions):
         audit: AuditSealer | None = None,
     ) -> None:
         """Store a managed secret's sealed fields."""
-        await self._exec(
-            "INSERT INTO managed_secrets VALUES ($1,$2,$3,$4,$5,$6,$7)",
-            secret.secret_id, secret.provider_id, secret.label,
-            json.dumps(list(secret.field_names)), blob, key_id, _ts(secret.created_at),
-            audit=audit,
-        )
+        async with transaction(self._pool) as conn:
+            await _insert_secret(conn, secret, blob, key_id)
+            if audit is not None:
+                await append_event(conn, audit)
+
+    async def insert_secret_grant(
+        self, secret: ManagedSecret, blob: bytes, key_id: str, grant: Grant, *,
+        audit: Sequence[AuditSealer] = (),
+    ) -> None:
+        """Store a managed secret and its one grant (and their audit events) together."""
+        async with transaction(self._pool) as conn:
+            await _insert_secret(conn, secret, blob, key_id)
+            await _insert_grant(conn, grant, None)
+            if audit:
+                await append_events(conn, audit)
 
     async def get_secret(self, secret_id: str) -> tuple[ManagedSecret, bytes] | None:
         """Return a managed secret and its sealed fields."""

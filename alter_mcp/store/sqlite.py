@@ -60,6 +60,20 @@ def _audit(conn: Conn, seal: AuditSealer | None) -> None:
         sqlite_audit.append(conn, seal)
 
 
+def _insert_grant(c: Conn, grant: Grant, credential: CredentialRecord | None) -> None:
+    c.execute(f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+              _rows.grant_params(grant))
+    if credential is not None:
+        c.execute("INSERT INTO credentials VALUES (?,?,?,?,?,?)",
+                  _rows.credential_params(credential))
+
+
+def _insert_secret(c: Conn, secret: ManagedSecret, blob: bytes, key_id: str) -> None:
+    c.execute("INSERT INTO managed_secrets VALUES (?,?,?,?,?,?,?)",
+              (secret.secret_id, secret.provider_id, secret.label,
+               json.dumps(list(secret.field_names)), blob, key_id, _ts(secret.created_at)))
+
+
 class SQLiteStore(SQLiteSessions):
     """A ``Store`` on one SQLite file (``sqlite:///path``)."""
 
@@ -70,11 +84,7 @@ class SQLiteStore(SQLiteSessions):
     ) -> None:
         """Insert a grant and its credential (and audit event) in one transaction."""
         def run(c: Conn) -> None:
-            c.execute(f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                      _rows.grant_params(grant))
-            if credential is not None:
-                c.execute("INSERT INTO credentials VALUES (?,?,?,?,?,?)",
-                          _rows.credential_params(credential))
+            _insert_grant(c, grant, credential)
             _audit(c, audit)
 
         await self._write(run)
@@ -230,11 +240,21 @@ class SQLiteStore(SQLiteSessions):
     ) -> None:
         """Store a managed secret's sealed fields."""
         def run(c: Conn) -> None:
-            c.execute("INSERT INTO managed_secrets VALUES (?,?,?,?,?,?,?)",
-                      (secret.secret_id, secret.provider_id, secret.label,
-                       json.dumps(list(secret.field_names)), blob, key_id,
-                       _ts(secret.created_at)))
+            _insert_secret(c, secret, blob, key_id)
             _audit(c, audit)
+
+        await self._write(run)
+
+    async def insert_secret_grant(
+        self, secret: ManagedSecret, blob: bytes, key_id: str, grant: Grant, *,
+        audit: Sequence[AuditSealer] = (),
+    ) -> None:
+        """Store a managed secret and its one grant (and their audit events) together."""
+        def run(c: Conn) -> None:
+            _insert_secret(c, secret, blob, key_id)
+            _insert_grant(c, grant, None)
+            if audit:
+                sqlite_audit.append_many(c, audit)
 
         await self._write(run)
 

@@ -71,6 +71,17 @@ def quick_check(path: str | Path, *, limit: int = 20) -> list[str]:
     return [] if problems == ["ok"] else problems
 
 
+def _is_damaged(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT) or any(
+        words in str(exc) for words in ("file is not a database", "malformed"))
+
+
+def _open_error(path: Path, exc: Exception) -> StoreError:
+    return StoreError(f"Cannot open the SQLite database at {path}: {exc}.",
+                      hint="Check ALTER_MCP_DATABASE_URL and that the directory is writable.")
+
+
 class SQLiteBase:
     """The connections, lifecycle and transaction helpers every part of the store builds on."""
 
@@ -125,11 +136,18 @@ class SQLiteBase:
             return
         try:
             await anyio.to_thread.run_sync(self._open_sync)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(
-                f"Cannot open the SQLite database at {self._path}: {exc}.",
-                hint="Check ALTER_MCP_DATABASE_URL and that the directory is writable.",
-            ) from exc
+        except sqlite3.DatabaseError as exc:
+            if _is_damaged(exc):
+                raise StoreError(
+                    f"The SQLite database at {self._path} is damaged or is not an alter-mcp "
+                    f"database ({exc}).",
+                    hint="Stop every alter-mcp process, move the file aside and restore "
+                         "vault.db from a backup (with its -wal file, if any); `alter-mcp "
+                         "doctor` checks it. Do not delete the key file.",
+                ) from exc
+            raise _open_error(self._path, exc) from exc
+        except OSError as exc:
+            raise _open_error(self._path, exc) from exc
 
     async def close(self) -> None:
         """Stop the checkpoint thread and close both connections."""

@@ -33,6 +33,28 @@ _PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
                                             "form-action 'self'; frame-ancestors 'none'"}
 
 
+def _page_headers(form_target: str | None = None) -> dict[str, str]:
+    """Return the page headers; ``form_target``'s origin joins ``form-action``.
+
+    Browsers apply ``form-action`` to the redirects that follow a form post too, so the
+    consent form must also allow the client's (registered) redirect URI's origin, which is
+    the vault's callback on another loopback port; otherwise clicking Allow does nothing.
+    """
+    parts = urlsplit(form_target or "")
+    try:
+        port = parts.port
+    except ValueError:
+        return _PAGE_HEADERS
+    # Rebuilt from checked parts, so nothing from the request can add a CSP directive.
+    if parts.scheme != "http" or parts.hostname not in _LOOPBACK:
+        return _PAGE_HEADERS
+    host = "[::1]" if parts.hostname == "::1" else parts.hostname
+    origin = f"http://{host}" + (f":{port}" if port else "")
+    return {**_PAGE_HEADERS, "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        f"form-action 'self' {origin}; frame-ancestors 'none'")}
+
+
 @dataclass
 class SandboxToken:
     """An issued access or refresh token and what it grants."""
@@ -301,10 +323,12 @@ class SandboxAuthServer:
             "<button name=decision value=approve autofocus>Allow</button> "
             "<button name=decision value=deny>Deny</button></form>"
             "<p class=note>This is the alter-mcp sandbox: no real account is involved.</p>")
-        return self._plain_page("Sandbox: allow access?", body, 200, raw=True)
+        return self._plain_page("Sandbox: allow access?", body, 200, raw=True,
+                                form_target=self._pending[request_id]["redirect_uri"])
 
     @staticmethod
-    def _plain_page(title: str, body: str, status: int, *, raw: bool = False) -> HTMLResponse:
+    def _plain_page(title: str, body: str, status: int, *, raw: bool = False,
+                    form_target: str | None = None) -> HTMLResponse:
         content = body if raw else f"<p>{html.escape(body)}</p>"
         return HTMLResponse(
             "<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -312,4 +336,4 @@ class SandboxAuthServer:
             "sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}"
             "button{font:inherit;padding:.5rem 1.2rem;margin-right:.5rem}.note{color:#555}"
             f"</style></head><body><main><h1>{html.escape(title)}</h1>{content}</main>"
-            "</body></html>", status_code=status, headers=_PAGE_HEADERS)
+            "</body></html>", status_code=status, headers=_page_headers(form_target))

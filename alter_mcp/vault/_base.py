@@ -20,7 +20,7 @@ import httpx2
 from alter_mcp import identity as _identity
 from alter_mcp.audit import AuditEntry, AuditLog, ChainReport
 from alter_mcp.config import Settings, load_settings
-from alter_mcp.crypto import Envelope, Keyring, RecordBinding, load_keyring_for
+from alter_mcp.crypto import Envelope, Keyring, load_keyring_for
 from alter_mcp.errors import (
     AlterError,
     ConfigurationError,
@@ -30,6 +30,7 @@ from alter_mcp.errors import (
     SecretNotFoundError,
     StoreError,
 )
+from alter_mcp.managed import secret_binding
 from alter_mcp.models import (
     CallerType,
     Grant,
@@ -52,11 +53,6 @@ _SECRET_CACHE_SIZE = 1024
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def secret_binding(secret_id: str) -> RecordBinding:
-    """Return the encryption binding of a managed secret's fields."""
-    return RecordBinding("managed_secrets", secret_id, "fields")
 
 
 class _Core:

@@ -142,3 +142,21 @@ def test_bad_input_json_mode_reports_the_error_as_json(env: dict[str, str]) -> N
     error = json.loads(result.stderr)
     assert error["error"] == "provider_not_found" and "no-such" in error["message"]
     assert "providers list" in error["hint"]
+
+
+def test_bad_input_a_damaged_database_file_says_restore_a_backup(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """A vault.db that is not a database gets a restore-from-backup fix, once, everywhere."""
+    assert run(["grants", "list"], env).returncode == 0
+    db = tmp_path / "data" / "vault.db"
+    for suffix in ("-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    db.write_bytes(b"this is not a SQLite database " * 200)
+    listed = run(["grants", "list"], env)
+    assert listed.returncode == 1
+    assert "damaged" in listed.stderr and "restore vault.db from a backup" in listed.stderr
+    assert "disk space" not in listed.stderr
+    doctor = run(["doctor"], env)
+    lines = [line for line in doctor.stdout.splitlines() if "database:" in line]
+    assert doctor.returncode == 1 and len(lines) == 1 and lines[0].startswith("FAIL")
+    assert "restore vault.db from a backup" in doctor.stdout

@@ -15,13 +15,19 @@ SECRET = "gh-client-secret-0123456789abcdef"
 
 def test_providers_list_and_show_the_catalogue(env: dict[str, str]) -> None:
     """providers list prints every entry; show prints one with its (absent) client."""
-    ids = {p["id"] for p in as_json(run(["providers", "list", "--json"], env))}
+    listed = as_json(run(["providers", "list", "--json"], env))
+    ids = {p["id"] for p in listed}
     assert {"github", "google", "slack", "openai", "aws-s3"} <= ids and len(ids) >= 96
-    assert as_json(run(["providers", "list", "--configured", "--json"], env)) == []
+    # "configured" means usable here, as in the MCP catalogue: key-based ones need no client.
+    usable = {p["id"] for p in as_json(run(["providers", "list", "--configured", "--json"], env))}
+    assert usable == {p["id"] for p in listed if p["auth_kind"] != "oauth2"}
+    assert "openai" in usable and "github" not in usable
     shown = as_json(run(["providers", "show", "github", "--json"], env))
     assert shown["id"] == "github" and shown["client"] is None
+    assert shown["redirect_uri"].endswith("/oauth/callback")
     human = run(["providers", "show", "github"], env)
     assert "providers configure github" in human.stdout
+    assert "redirect uri" in human.stdout and shown["redirect_uri"] in human.stdout
 
 
 def test_providers_configure_reads_the_secret_from_stdin_or_env_never_prints_it(
@@ -30,9 +36,11 @@ def test_providers_configure_reads_the_secret_from_stdin_or_env_never_prints_it(
     stored = as_json(run(["providers", "configure", "github", "--client-id", "Iv1.abc",
                           "--client-secret-stdin", "--scope", "repo", "--json"], env,
                          stdin=SECRET + "\n"))
+    # The redirect URI shown is the one to register: the loopback callback in stdio mode.
+    redirect = stored.pop("redirect_uri")
+    assert redirect.startswith("http://127.0.0.1:") and redirect.endswith("/oauth/callback")
     assert stored == {"provider_id": "github", "client_id": "Iv1.abc",
-                      "has_client_secret": True, "scopes": ["repo"], "redirect_uri": None,
-                      "source": "store"}
+                      "has_client_secret": True, "scopes": ["repo"], "source": "store"}
     by_env = run(["providers", "configure", "gitlab", "--client-id", "gl-1",
                   "--client-secret-env", "GL_SECRET"], {**env, "GL_SECRET": SECRET})
     assert by_env.returncode == 0 and "encrypted" in by_env.stderr

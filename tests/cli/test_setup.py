@@ -78,3 +78,34 @@ def test_setup_help_teaches_first_steps_and_exit_codes(env: dict[str, str]) -> N
         assert phrase in out.stdout
     rotate = run(["keys", "rotate", "--help"], env).stdout
     assert "--max-batches" in rotate and "Interrupted?" in rotate
+
+
+def test_serve_in_a_terminal_says_what_it_waits_for(env: dict[str, str]) -> None:
+    """serve with a terminal on stdin prints one stderr hint; stdout stays empty."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    from tests.cli.conftest import EXE, cli_env
+
+    assert EXE
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([EXE, "serve"], stdin=secondary, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=cli_env(env))
+    os.close(secondary)
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        seen = b""
+        while b"waiting for an MCP client" not in seen:
+            ready, _, _ = select.select([proc.stderr], [], [], 30)
+            assert ready, f"no hint on stderr: {seen!r}"
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            assert chunk, f"serve exited: {seen!r}"
+            seen += chunk
+        assert b"README" in seen
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+        os.close(primary)
+    assert out == b""

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.peers
         ({"allowed_providers": []}, InvalidInputError, "allowed_providers"),
         ({"allowed_providers": "oidc-test"}, InvalidInputError, "allowed_providers"),
         ({"allowed_providers": ["nope-provider"]}, ProviderNotFoundError, None),
-        ({"allowed_providers": ["openai"]}, InvalidInputError, "allowed_providers"),
+        ({"allowed_providers": ["openai"], "scopes": ["x"]}, InvalidInputError, "scopes"),
         ({"allowed_providers": ["github"]}, ProviderNotConfiguredError, None),
         ({"allowed_providers": [PROVIDER], "scopes": ["a b"]}, InvalidInputError, "scopes"),
         ({"allowed_providers": [PROVIDER], "scopes": "email"}, InvalidInputError, "scopes"),

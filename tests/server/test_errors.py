@@ -14,6 +14,7 @@ from alter_mcp.errors import (
     StoreError,
 )
 from alter_mcp.server.errors import describe
+from alter_mcp.vault import AlterVault
 
 LINK = "https://mcp.example.test/connect/abc123"
 
@@ -54,3 +55,42 @@ def test_errors_describe_redacts_token_shapes() -> None:
     """A bearer value that slipped into a message is redacted before the model sees it."""
     text = describe(PolicyViolationError("Denied Bearer abcdefghijklmnop.", rule="r"))
     assert "abcdefghijklmnop" not in text
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_errors_expected_tool_errors_log_below_error(
+        svault: AlterVault, caplog: pytest.LogCaptureFixture, era: str) -> None:
+    """Grant or provider not found, and an unknown resource, log no ERROR and no traceback."""
+    import logging
+
+    from fastmcp.exceptions import ToolError
+
+    from alter_mcp.server import build_server
+    from tests.server.conftest import era_client
+
+    caplog.set_level(logging.DEBUG)
+    async with era_client(build_server(svault), era) as client:
+        with pytest.raises(ToolError, match="grant_not_found"):
+            await client.call_tool("authenticated_request", {
+                "method": "GET", "url": "https://api.github.com/user", "provider": "github"})
+        with pytest.raises(ToolError, match="provider_not_found"):
+            await client.call_tool("connect", {"providers": ["no-such-provider"]})
+        with pytest.raises(Exception, match="no-such-provider"):
+            await client.read_resource("providers://no-such-provider")
+        with pytest.raises(Exception):  # noqa: B017 - any refusal; we check the logs
+            await client.read_resource("nosuch://thing")
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    traced = [r for r in caplog.records if r.exc_info]
+    assert loud == [] and traced == [], [r.getMessage() for r in loud + traced]
+
+
+def test_errors_log_level_is_error_only_for_operator_failures() -> None:
+    """Store, crypto and audit failures log at ERROR; user-facing refusals below it."""
+    import logging
+
+    from alter_mcp.server.errors import log_level
+
+    assert log_level(StoreError("db down")) == logging.ERROR
+    assert log_level(AuditWriteError("audit down")) == logging.ERROR
+    assert log_level(GrantNotFoundError("nope")) == logging.INFO
+    assert log_level(PolicyViolationError("denied", rule="r")) == logging.WARNING

@@ -218,6 +218,33 @@ async def test_store_secret_and_api_key_round_trip(store: Store) -> None:
     assert not await store.revoke_api_key("k1", T0)
 
 
+async def test_store_secret_grant_inserted_together_or_not_at_all(store: Store) -> None:
+    """A managed secret and its grant commit with their audit events, or none of them does."""
+    secret = ManagedSecret(secret_id="sec9", provider_id="openai", label="pasted",
+                           field_names=("api_key",), created_at=T0)
+    grant = Grant(grant_id="g-sec9", kind=GrantKind.MANAGED_SECRET, provider_id="openai",
+                  owner=ALICE, account_identifier="pasted", label="pasted",
+                  secret_id="sec9", created_at=T0, updated_at=T0)
+    log = AuditLog(store)
+    await store.insert_secret_grant(secret, b"sblob", "kek_a", grant, audit=[
+        log.sealer(entry("secret.create")), log.sealer(entry("secret.grant"))])
+    assert await store.get_secret("sec9") == (secret, b"sblob")
+    assert await store.get_grant("g-sec9") == grant
+    events = await store.list_audit(AuditFilter())
+    assert [e.action for e in events] == ["secret.create", "secret.grant"]
+
+    def broken(seq: int, prev: str) -> object:
+        raise RuntimeError("audit down")
+
+    other = secret.model_copy(update={"secret_id": "sec10"})
+    with pytest.raises(RuntimeError):
+        await store.insert_secret_grant(
+            other, b"x", "kek_a", grant.model_copy(update={"grant_id": "g-sec10",
+                                                           "secret_id": "sec10"}),
+            audit=[broken])  # type: ignore[list-item]
+    assert await store.get_secret("sec10") is None and await store.get_grant("g-sec10") is None
+
+
 async def test_store_blobs_not_under_and_replace(store: Store) -> None:
     """Rotation finds blobs under old keys and swaps them only if unchanged."""
     grant = make_grant(1, SystemPrincipal())
