@@ -27,6 +27,8 @@ __all__ = [
     "checkpoint_key_id",
     "retention_cutoff",
     "sign_checkpoint",
+    "signed",
+    "split_signature",
 ]
 
 #: The shortest retention accepted: anything less is more likely a mistake than a policy.
@@ -50,23 +52,36 @@ def sign_checkpoint(keyring: Keyring, *, seq: int, hash: str, created_at: dateti
     moment = created_at.astimezone(UTC)
     moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     mac = _mac(derive_subkey(kek, _SUBKEY_INFO), kek.id, seq, hash, moment)
-    return Checkpoint(seq=seq, hash=hash, created_at=moment,
-                      signature=f"{_SCHEME}:{kek.id}:{mac}")
+    return Checkpoint(seq=seq, hash=hash, created_at=moment, signature=signed(kek.id, mac))
+
+
+def split_signature(signature: str) -> tuple[str, str] | None:
+    """Return (key id, MAC) of a ``hmac-sha256:v1:<kek id>:<mac>`` signature, None if garbled."""
+    scheme, _, key_id = signature.rpartition(":")[0].rpartition(":")
+    mac = signature.rpartition(":")[2]
+    if scheme != _SCHEME or not key_id or not _HEX_MAC.fullmatch(mac):
+        return None
+    return key_id, mac
+
+
+def signed(key_id: str, mac: str) -> str:
+    """Return the signature text naming ``key_id``."""
+    return f"{_SCHEME}:{key_id}:{mac}"
 
 
 def checkpoint_key_id(checkpoint: Checkpoint) -> str | None:
     """Return the id of the key that signed ``checkpoint``, or None if the signature is garbled."""
-    scheme, _, rest = checkpoint.signature.rpartition(":")[0].rpartition(":")
-    return rest if scheme == _SCHEME and rest else None
+    parts = split_signature(checkpoint.signature)
+    return parts[0] if parts else None
 
 
 def check_checkpoint(keyring: Keyring, checkpoint: Checkpoint) -> str | None:
     """Return None if ``checkpoint`` is authentic, else what is wrong with it."""
     where = f"the checkpoint at seq {checkpoint.seq}"
-    key_id = checkpoint_key_id(checkpoint)
-    mac = checkpoint.signature.rpartition(":")[2]
-    if key_id is None or not _HEX_MAC.fullmatch(mac):
+    parts = split_signature(checkpoint.signature)
+    if parts is None:
         return f"{where} has a malformed signature: it was edited or forged"
+    key_id, mac = parts
     kek = keyring.get(key_id)
     if kek is None:
         return (f"{where} was signed with key {key_id}, which is not in the keyring: add it "

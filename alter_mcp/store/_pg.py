@@ -222,16 +222,19 @@ async def append_event(conn: Conn, seal: AuditSealer) -> AuditEvent:
 
 
 async def append_events(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
-    """Append chained audit events, in order, inside the caller's transaction."""
+    """Append chained audit events, in order, and advance the head anchor (caller's transaction).
+
+    The chain continues from the anchor, not from the newest row: rows deleted from the end
+    then leave a gap the next event cannot close.
+    """
     await lock_audit(conn)
-    head = await conn.fetchrow("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+    head = await conn.fetchrow("SELECT seq, hash FROM audit_head")
     if head is None:
-        head = await conn.fetchrow(
-            "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
-        )
-    events, params = _rows.seal_chain(seals, head)
+        raise _rows.missing_head()
+    events, params, anchor = _rows.seal_chain(seals, head)
     await conn.executemany("INSERT INTO audit_events VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
                            params)
+    await conn.execute("UPDATE audit_head SET seq = $1, hash = $2, signature = $3", *anchor)
     return events
 
 
