@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import sqlite3
 
@@ -169,6 +170,21 @@ async def test_verify_column_edit_is_what_filters_see(store: Store, raw_sql: Raw
     assert event.outcome is Outcome.ALLOWED
     assert event.mismatch == "its outcome column disagrees with its hashed data"
     assert not (await log.verify()).ok
+
+
+async def test_verify_rows_in_older_data_format_pass(store: Store, raw_sql: RawSQL) -> None:
+    """Rows whose data lacks seq, time and prev_hash (the older format) read and verify, and
+    an edit of those columns is still caught by the hash."""
+    log = await chain(store, new_keyring())
+    for event in await store.list_audit(AuditFilter()):
+        old = json.dumps(event.model_dump(mode="json", exclude={"seq", "time", "prev_hash",
+                                                                "hash"}),
+                         sort_keys=True, separators=(",", ":"))
+        await raw_sql(f"UPDATE audit_events SET data = '{old}' WHERE seq = {event.seq}")
+    assert await log.verify() == ChainReport(True, 6)
+    await raw_sql("UPDATE audit_events SET time = time + 1 WHERE seq = 4")
+    ok, seq, problem = located(await log.verify())
+    assert not ok and seq == 4 and "event 4 was modified" in problem
 
 
 # -- deletions and reordering ---------------------------------------------------------------------

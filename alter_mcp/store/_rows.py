@@ -188,7 +188,10 @@ def audit(row: Row) -> AuditEvent:
     columns: dict[str, Any] = {name: row[name] for name in _REPEATED}
     columns.update(seq=int(row["seq"]), time=_dt(row["time"]), hash=row["hash"])
     try:
-        stored = AuditEvent.model_validate({**json.loads(row["data"]), "hash": row["hash"]})
+        # Rows written before the data column held the whole payload lack seq, time and
+        # prev_hash there: those come from their columns, which their hash covers.
+        stored = AuditEvent.model_validate({**columns, **json.loads(row["data"]),
+                                            "hash": row["hash"]})
     except ValueError:
         stored = None
     differ = [n for n in _REPEATED if stored is None or getattr(stored, n) != columns[n]]

@@ -102,6 +102,29 @@ async def test_audit_verify_reports_an_edited_row(env: dict[str, str], tmp_path:
     assert broken.returncode == 1 and "BROKEN at event 2" in broken.stdout
 
 
+async def test_audit_verify_reports_deleted_newest_event(env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    """verify exits 1 naming seq 4 when the newest event is deleted, or seq 3 when a row's
+    outcome column alone is edited."""
+    await make_events(tmp_path / "data")
+    with sqlite3.connect(tmp_path / "data" / "vault.db") as conn:
+        conn.execute("DELETE FROM audit_events WHERE seq = 4")
+    broken = run(["audit", "verify"], env)
+    assert broken.returncode == 1
+    assert "BROKEN at event 4: event 4 is missing: the newest events were deleted" in (
+        " ".join(broken.stdout.split()))
+    report = run(["audit", "verify", "--json"], env)
+    assert report.returncode == 1
+    assert (json.loads(report.stdout)["ok"], json.loads(report.stdout)["first_bad_seq"]) == (
+        False, 4)
+    with sqlite3.connect(tmp_path / "data" / "vault.db") as conn:
+        conn.execute("UPDATE audit_events SET outcome = 'denied' WHERE seq = 3")
+    result = run(["audit", "verify", "--json"], env)
+    edited = json.loads(result.stdout)
+    assert result.returncode == 1 and (edited["ok"], edited["first_bad_seq"]) == (False, 3)
+    assert "its outcome column disagrees with its hashed data" in edited["problem"]
+
+
 async def test_audit_prune_keeps_the_chain_verifiable(env: dict[str, str],
                                                       tmp_path: Path) -> None:
     """prune deletes old events behind a checkpoint; verify then says ok from there."""
