@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from alter_mcp.audit_retention import signed, split_signature
+from alter_mcp.audit_retention import check_signature, signed
 from alter_mcp.crypto import Keyring, derive_subkey
 from alter_mcp.store.base import AuditHead, HeadSigner
 
@@ -47,15 +47,8 @@ def check_head(keyring: Keyring, head: AuditHead) -> str | None:
         return (f"{where} is unsigned: the database was upgraded from a version without signed "
                 "heads and nothing was recorded since (the next audited action signs it), or "
                 "its signature was removed")
-    parts = split_signature(head.signature)
-    if parts is None:
-        return f"{where} has a malformed signature: it was edited or forged"
-    key_id, mac = parts
-    kek = keyring.get(key_id)
-    if kek is None:
-        return (f"{where} was signed with key {key_id}, which is not in the keyring: add it "
-                "back as a previous key (ALTER_MCP_PREVIOUS_KEYS) to verify the chain")
-    if not hmac.compare_digest(_mac(derive_subkey(kek, _SUBKEY_INFO), key_id, head.seq,
-                                    head.hash), mac):
-        return f"{where} does not match its signature: it was edited or forged"
-    return None
+
+    def mac(key: bytes, key_id: str) -> str:
+        return _mac(key, key_id, head.seq, head.hash)
+
+    return check_signature(keyring, head.signature, where=where, info=_SUBKEY_INFO, mac=mac)

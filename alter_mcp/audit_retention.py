@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from alter_mcp.crypto import Keyring, derive_subkey
@@ -24,6 +25,7 @@ from alter_mcp.store.base import Checkpoint
 __all__ = [
     "MIN_RETENTION",
     "check_checkpoint",
+    "check_signature",
     "checkpoint_key_id",
     "retention_cutoff",
     "sign_checkpoint",
@@ -75,22 +77,33 @@ def checkpoint_key_id(checkpoint: Checkpoint) -> str | None:
     return parts[0] if parts else None
 
 
-def check_checkpoint(keyring: Keyring, checkpoint: Checkpoint) -> str | None:
-    """Return None if ``checkpoint`` is authentic, else what is wrong with it."""
-    where = f"the checkpoint at seq {checkpoint.seq}"
-    parts = split_signature(checkpoint.signature)
+def check_signature(keyring: Keyring, signature: str, *, where: str, info: bytes,
+                    mac: Callable[[bytes, str], str]) -> str | None:
+    """Return None if ``signature`` holds ``mac(subkey, key id)`` for a key of ``keyring``.
+
+    ``info`` names the subkey (HKDF) of the key the signature names; otherwise return what is
+    wrong, starting with ``where``.
+    """
+    parts = split_signature(signature)
     if parts is None:
         return f"{where} has a malformed signature: it was edited or forged"
-    key_id, mac = parts
+    key_id, given = parts
     kek = keyring.get(key_id)
     if kek is None:
         return (f"{where} was signed with key {key_id}, which is not in the keyring: add it "
-                "back as a previous key (ALTER_MCP_PREVIOUS_KEYS) to verify the pruned chain")
-    expected = _mac(derive_subkey(kek, _SUBKEY_INFO), key_id, checkpoint.seq, checkpoint.hash,
-                    checkpoint.created_at)
-    if not hmac.compare_digest(expected, mac):
+                "back as a previous key (ALTER_MCP_PREVIOUS_KEYS) to verify the audit chain")
+    if not hmac.compare_digest(mac(derive_subkey(kek, info), key_id), given):
         return f"{where} does not match its signature: it was edited or forged"
     return None
+
+
+def check_checkpoint(keyring: Keyring, checkpoint: Checkpoint) -> str | None:
+    """Return None if ``checkpoint`` is authentic, else what is wrong with it."""
+    def mac(key: bytes, key_id: str) -> str:
+        return _mac(key, key_id, checkpoint.seq, checkpoint.hash, checkpoint.created_at)
+
+    return check_signature(keyring, checkpoint.signature, info=_SUBKEY_INFO, mac=mac,
+                           where=f"the checkpoint at seq {checkpoint.seq}")
 
 
 def retention_cutoff(older_than: timedelta | datetime, *, now: datetime) -> datetime:
