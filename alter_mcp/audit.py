@@ -179,7 +179,8 @@ class AuditLog:
             canonical = _canonical(payload)
             digest = hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
             event = base.model_copy(update={"seq": seq, "prev_hash": prev_hash, "hash": digest})
-            # The data column stores the very text the hash covers; its columns win on read.
+            # The data column stores the very text the hash covers; the indexed columns
+            # repeat its values, and a row where they differ reads as modified.
             return SealedEvent(event, canonical, signer)
 
         return seal

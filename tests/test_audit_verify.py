@@ -80,6 +80,7 @@ EDITS: dict[str, str] = {
     "action": "action = 'grant.list'",
     "data": """data = replace(data, '"reason":"r2"', '"reason":"r9"')""",
     "data:action": """data = replace(data, '"action":"act2"', '"action":"grant.list"')""",
+    "data:garbage": "data = '[1]'",
     "prev_hash": f"prev_hash = '{FFF}'",
     "hash": f"hash = '{FFF}'",
 }
@@ -118,6 +119,23 @@ async def test_verify_group_commits_pass(store: Store) -> None:
     assert await log.verify() == ChainReport(True, 60)
     head = await store.audit_head()
     assert head is not None and head.seq == 60 and check_head(ring, head) is None
+
+
+async def test_verify_head_signed_once_per_transaction(store: Store) -> None:
+    """A batch of 25 events in one transaction signs the head once, for its last event."""
+    ring = new_keyring()
+    sign = head_signer(ring)
+    calls: list[int] = []
+
+    def counting(seq: int, digest: str) -> str:
+        calls.append(seq)
+        return sign(seq, digest)
+
+    log = AuditLog(store, keyring=ring)
+    entries = [AuditEntry(f"e{n}", Outcome.ALLOWED) for n in range(25)]
+    await store.append_audit_many([log.sealer(e, signer=counting) for e in entries])
+    assert calls == [25]
+    assert await log.verify() == ChainReport(True, 25)
 
 
 async def test_verify_after_prune_passes_and_still_sees_tail_deletion(

@@ -192,7 +192,7 @@ def audit(row: Row) -> AuditEvent:
         # prev_hash there: those come from their columns, which their hash covers.
         stored = AuditEvent.model_validate({**columns, **json.loads(row["data"]),
                                             "hash": row["hash"]})
-    except ValueError:
+    except (ValueError, TypeError):  # not JSON, not an object, or not an event
         stored = None
     differ = [n for n in _REPEATED if stored is None or getattr(stored, n) != columns[n]]
     if stored is not None and not differ:
