@@ -107,6 +107,9 @@ async def test_audit_verify_reports_deleted_newest_event(env: dict[str, str],
     """verify exits 1 naming seq 4 when the newest event is deleted, or seq 3 when a row's
     outcome column alone is edited."""
     await make_events(tmp_path / "data")
+    intact = run(["audit", "verify"], env)
+    assert intact.returncode == 0
+    assert "ok 4 events, chain intact up to its signed head" in " ".join(intact.stdout.split())
     with sqlite3.connect(tmp_path / "data" / "vault.db") as conn:
         conn.execute("DELETE FROM audit_events WHERE seq = 4")
     broken = run(["audit", "verify"], env)
