@@ -53,13 +53,15 @@ async def test_audit_tail_shows_the_latest_events_and_follows_new_ones(
     assert "denied" in human and "apikey.revoke" in human
 
     follower = await asyncio.create_subprocess_exec(
-        str(EXE), "audit", "tail", "-n", "0", "--follow", "--json", "--interval", "0.1",
+        str(EXE), "audit", "tail", "-n", "1", "--follow", "--json", "--interval", "0.1",
         env=cli_env(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        await asyncio.sleep(1.0)
+        assert follower.stdout is not None
+        # The newest event, printed once tail knows where to follow from: the readiness signal.
+        first = await asyncio.wait_for(follower.stdout.readline(), 20)
+        assert json.loads(first)["seq"] == last_two[1]["seq"]
         async with open_vault(tmp_path / "data") as vault:
             await vault.create_api_key("three")
-        assert follower.stdout is not None
         line = await asyncio.wait_for(follower.stdout.readline(), 20)
     finally:
         follower.terminate()
