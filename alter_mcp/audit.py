@@ -1,9 +1,11 @@
 """The tamper-evident audit log: every action, allowed or denied, is one hash-chained event.
 
-Each event's hash covers its canonical JSON and the previous event's hash, so an edited, deleted
-or reordered row breaks the chain at a point :func:`verify_chain` reports. Every field passes
-through :mod:`alter_mcp.redaction` before it is sealed. Retention prunes the oldest events
-behind a signed checkpoint (:mod:`alter_mcp.audit_retention`), where verification resumes.
+Each event's hash covers its canonical JSON and the previous event's hash, and every indexed
+column must repeat that JSON's values, so an edited, deleted or reordered row breaks the chain at
+a point :func:`verify_chain` reports. A signed head anchor (:mod:`alter_mcp.audit_head`) names
+the newest event, so deleting events from the end shows too. Every field passes through
+:mod:`alter_mcp.redaction` before it is sealed. Retention prunes the oldest events behind a
+signed checkpoint (:mod:`alter_mcp.audit_retention`), where verification resumes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alter_mcp.audit_head import check_head, head_signer
 from alter_mcp.audit_retention import check_checkpoint, retention_cutoff, sign_checkpoint
 from alter_mcp.crypto import Keyring
 from alter_mcp.errors import AlterError, AuditWriteError
@@ -24,8 +27,10 @@ from alter_mcp.models import AuditEvent, Identity, Outcome
 from alter_mcp.redaction import Secret, known_secrets, redact, redact_text, redact_url
 from alter_mcp.store.base import (
     AuditFilter,
+    AuditHead,
     AuditSealer,
     Checkpoint,
+    HeadSigner,
     PruneResult,
     SealedEvent,
     Store,
@@ -108,11 +113,18 @@ class _Batch:
 
 
 class AuditLog:
-    """Seals entries into chained events and writes them through the store."""
+    """Seals entries into chained events and writes them through the store.
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _now) -> None:
+    With ``keyring``, every append also signs the chain's head anchor, and :meth:`verify`
+    checks it; without, the anchor is left unsigned and verify reports so.
+    """
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _now,
+                 keyring: Keyring | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._keyring = keyring
+        self._head_signer = head_signer(keyring) if keyring is not None else None
         self._open: _Batch | None = None
         self._in_flight = 0
         self._flushing: set[asyncio.Task[None]] = set()
@@ -126,8 +138,10 @@ class AuditLog:
         finally:
             self._in_flight -= 1
 
-    def sealer(self, entry: AuditEntry, secrets: Iterable[str | Secret] = ()) -> AuditSealer:
+    def sealer(self, entry: AuditEntry, secrets: Iterable[str | Secret] = (), *,
+               signer: HeadSigner | None = None) -> AuditSealer:
         """Return the function the store calls to build the event at the chain's head."""
+        signer = signer or self._head_signer
         known = known_secrets(secrets)
         ident = entry.identity
         moment = self._clock().astimezone(UTC)
@@ -165,8 +179,9 @@ class AuditLog:
             canonical = _canonical(payload)
             digest = hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
             event = base.model_copy(update={"seq": seq, "prev_hash": prev_hash, "hash": digest})
-            # The data column stores the very text the hash covers; its columns win on read.
-            return SealedEvent(event, canonical)
+            # The data column stores the very text the hash covers; the indexed columns
+            # repeat its values, and a row where they differ reads as modified.
+            return SealedEvent(event, canonical, signer)
 
         return seal
 
@@ -249,16 +264,18 @@ class AuditLog:
             detail = {"deleted": deleted, "checkpoint_seq": checkpoint.seq if checkpoint else None,
                       "before": before.isoformat()}
             return self.sealer(AuditEntry("audit.prune", Outcome.ALLOWED, identity=identity,
-                                          detail=detail))
+                                          detail=detail), signer=head_signer(keyring))
 
         return await self._store.prune_audit(before, seal, audit=audit)
 
     async def verify(self, *, keyring: Keyring | None = None, batch: int = 5000) -> ChainReport:
-        """Walk the chain from its start, or its latest checkpoint, to the first broken link.
+        """Walk the chain from its start, or its latest checkpoint, to its signed head.
 
-        A pruned log needs ``keyring`` (previous keys included) to check the checkpoint's
-        signature; the first remaining event must then follow the checkpoint exactly.
+        Needs ``keyring`` (previous keys included; default: the log's own) to check the head
+        anchor and, in a pruned log, the checkpoint's signature. The first remaining event must
+        follow the checkpoint exactly, and the last must be the one the head anchor signs.
         """
+        keyring = keyring or self._keyring
         for _ in range(3):
             checkpoint = await self._store.latest_checkpoint()
             report = await self._walk(checkpoint, keyring, batch)
@@ -279,6 +296,15 @@ class AuditLog:
         while True:
             events = await self._store.list_audit(AuditFilter(after_seq=after, limit=batch))
             if not events:
+                # Read after the walk: every append advances the anchor in its own
+                # transaction, so an anchor ahead of the walk means new events, or deleted ones.
+                anchor = await self._store.audit_head()
+                if anchor is not None and anchor.seq > after and await self._store.list_audit(
+                        AuditFilter(after_seq=after, limit=1)):
+                    continue
+                problem = _check_end(anchor, after, prev, keyring)
+                if problem is not None:
+                    return ChainReport(False, checked, *problem, cp_seq)
                 return ChainReport(ok=True, checked=checked, checkpoint_seq=cp_seq)
             report = verify_chain(events, prev_hash=prev, expected_seq=after + 1)
             if not report.ok:
@@ -288,13 +314,41 @@ class AuditLog:
             after, prev = events[-1].seq, events[-1].hash
 
 
+def _check_end(anchor: AuditHead | None, last: int, last_hash: str, keyring: Keyring | None
+               ) -> tuple[int, str] | None:
+    """Return (seq, problem) if the chain's end, ``last``, is not the signed head."""
+    if anchor is None:
+        return last + 1, ("the signed head is missing: it was deleted, so events after seq "
+                          f"{last} may have been deleted too")
+    if anchor.seq == last == 0 and not anchor.signature:
+        return None  # a new, empty log: nothing recorded, nothing to sign yet
+    if keyring is None:
+        return anchor.seq, "checking the signed head needs the keyring (pass keyring=...)"
+    problem = check_head(keyring, anchor)
+    if problem is not None:
+        return anchor.seq, problem
+    if anchor.seq > last:
+        missing = (f"event {last + 1} is" if anchor.seq == last + 1
+                   else f"events {last + 1} to {anchor.seq} are")
+        return last + 1, (f"{missing} missing: the newest events were deleted (the signed head "
+                          f"is at seq {anchor.seq})")
+    if anchor.seq < last:
+        return anchor.seq + 1, (f"event {anchor.seq + 1} is after the signed head at seq "
+                                f"{anchor.seq}: the head was rolled back, or events were "
+                                "written without the key")
+    if anchor.hash != last_hash:
+        return last, (f"event {last} is not the event the signed head anchors: it was "
+                      "replaced")
+    return None
+
+
 def _start(checkpoint: Checkpoint | None, first: AuditEvent | None, keyring: Keyring | None
            ) -> tuple[int, str] | ChainReport:
     """Return where the walk starts (after seq, previous hash), or why it cannot start."""
     if checkpoint is None:
         if first is not None and first.seq != 1:
             missing = "event 1 is" if first.seq == 2 else f"events 1 to {first.seq - 1} are"
-            return ChainReport(False, 0, first.seq,
+            return ChainReport(False, 0, 1,
                                f"{missing} missing and no signed checkpoint covers them: rows "
                                "or the checkpoint were deleted")
         return 0, ""
@@ -313,7 +367,7 @@ def _start(checkpoint: Checkpoint | None, first: AuditEvent | None, keyring: Key
         return bad(cp + 1, f"no event follows the checkpoint at seq {cp}: rows after it were "
                            "deleted")
     if first.seq > cp + 1:
-        return bad(first.seq, f"expected seq {cp + 1} after the checkpoint at seq {cp}, found "
+        return bad(cp + 1, f"expected seq {cp + 1} after the checkpoint at seq {cp}, found "
                               f"{first.seq}: rows missing")
     if first.seq <= cp:
         return bad(first.seq, f"event {first.seq} is at or before the checkpoint at seq {cp}: "
@@ -329,9 +383,14 @@ def verify_chain(
     """Check links, hashes and sequence numbers of consecutive events."""
     for index, event in enumerate(events):
         if expected_seq is not None and event.seq != expected_seq:
+            gap = event.seq > expected_seq
+            return ChainReport(False, index, expected_seq if gap else event.seq,
+                               f"expected seq {expected_seq}, found {event.seq}: rows "
+                               f"{'missing' if gap else 'reordered'}")
+        if event.mismatch is not None:
             return ChainReport(False, index, event.seq,
-                               f"expected seq {expected_seq}, found {event.seq}: rows missing "
-                               "or reordered")
+                               f"event {event.seq} was modified after it was written: "
+                               f"{event.mismatch}")
         if prev_hash is not None and event.prev_hash != prev_hash:
             return ChainReport(False, index, event.seq,
                                f"event {event.seq} does not link to the event before it")

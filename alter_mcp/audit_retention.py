@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from alter_mcp.crypto import Keyring, derive_subkey
@@ -24,9 +25,12 @@ from alter_mcp.store.base import Checkpoint
 __all__ = [
     "MIN_RETENTION",
     "check_checkpoint",
+    "check_signature",
     "checkpoint_key_id",
     "retention_cutoff",
     "sign_checkpoint",
+    "signed",
+    "split_signature",
 ]
 
 #: The shortest retention accepted: anything less is more likely a mistake than a policy.
@@ -50,32 +54,56 @@ def sign_checkpoint(keyring: Keyring, *, seq: int, hash: str, created_at: dateti
     moment = created_at.astimezone(UTC)
     moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     mac = _mac(derive_subkey(kek, _SUBKEY_INFO), kek.id, seq, hash, moment)
-    return Checkpoint(seq=seq, hash=hash, created_at=moment,
-                      signature=f"{_SCHEME}:{kek.id}:{mac}")
+    return Checkpoint(seq=seq, hash=hash, created_at=moment, signature=signed(kek.id, mac))
+
+
+def split_signature(signature: str) -> tuple[str, str] | None:
+    """Return (key id, MAC) of a ``hmac-sha256:v1:<kek id>:<mac>`` signature, None if garbled."""
+    scheme, _, key_id = signature.rpartition(":")[0].rpartition(":")
+    mac = signature.rpartition(":")[2]
+    if scheme != _SCHEME or not key_id or not _HEX_MAC.fullmatch(mac):
+        return None
+    return key_id, mac
+
+
+def signed(key_id: str, mac: str) -> str:
+    """Return the signature text naming ``key_id``."""
+    return f"{_SCHEME}:{key_id}:{mac}"
 
 
 def checkpoint_key_id(checkpoint: Checkpoint) -> str | None:
     """Return the id of the key that signed ``checkpoint``, or None if the signature is garbled."""
-    scheme, _, rest = checkpoint.signature.rpartition(":")[0].rpartition(":")
-    return rest if scheme == _SCHEME and rest else None
+    parts = split_signature(checkpoint.signature)
+    return parts[0] if parts else None
+
+
+def check_signature(keyring: Keyring, signature: str, *, where: str, info: bytes,
+                    mac: Callable[[bytes, str], str]) -> str | None:
+    """Return None if ``signature`` holds ``mac(subkey, key id)`` for a key of ``keyring``.
+
+    ``info`` names the subkey (HKDF) of the key the signature names; otherwise return what is
+    wrong, starting with ``where``.
+    """
+    parts = split_signature(signature)
+    if parts is None:
+        return f"{where} has a malformed signature: it was edited or forged"
+    key_id, given = parts
+    kek = keyring.get(key_id)
+    if kek is None:
+        return (f"{where} was signed with key {key_id}, which is not in the keyring: add it "
+                "back as a previous key (ALTER_MCP_PREVIOUS_KEYS) to verify the audit chain")
+    if not hmac.compare_digest(mac(derive_subkey(kek, info), key_id), given):
+        return f"{where} does not match its signature: it was edited or forged"
+    return None
 
 
 def check_checkpoint(keyring: Keyring, checkpoint: Checkpoint) -> str | None:
     """Return None if ``checkpoint`` is authentic, else what is wrong with it."""
-    where = f"the checkpoint at seq {checkpoint.seq}"
-    key_id = checkpoint_key_id(checkpoint)
-    mac = checkpoint.signature.rpartition(":")[2]
-    if key_id is None or not _HEX_MAC.fullmatch(mac):
-        return f"{where} has a malformed signature: it was edited or forged"
-    kek = keyring.get(key_id)
-    if kek is None:
-        return (f"{where} was signed with key {key_id}, which is not in the keyring: add it "
-                "back as a previous key (ALTER_MCP_PREVIOUS_KEYS) to verify the pruned chain")
-    expected = _mac(derive_subkey(kek, _SUBKEY_INFO), key_id, checkpoint.seq, checkpoint.hash,
-                    checkpoint.created_at)
-    if not hmac.compare_digest(expected, mac):
-        return f"{where} does not match its signature: it was edited or forged"
-    return None
+    def mac(key: bytes, key_id: str) -> str:
+        return _mac(key, key_id, checkpoint.seq, checkpoint.hash, checkpoint.created_at)
+
+    return check_signature(keyring, checkpoint.signature, info=_SUBKEY_INFO, mac=mac,
+                           where=f"the checkpoint at seq {checkpoint.seq}")
 
 
 def retention_cutoff(older_than: timedelta | datetime, *, now: datetime) -> datetime:

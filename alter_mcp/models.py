@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
     "AgentPrincipal",
@@ -299,6 +299,13 @@ class AuditEvent(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
     prev_hash: str
     hash: str
+    # Never hashed nor dumped: set by the store when a row's columns disagree with its data.
+    _mismatch: str | None = PrivateAttr(default=None)
+
+    @property
+    def mismatch(self) -> str | None:
+        """Return how the stored row disagreed with its hashed data on read (None: it agreed)."""
+        return self._mismatch
 
 
 class ApiKeyRecord(BaseModel):

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from alter_mcp.audit import AuditEntry, AuditLog
+from alter_mcp.crypto import KeyEncryptionKey, Keyring
 from alter_mcp.models import Outcome
 from alter_mcp.store.sqlite import SQLiteStore
+
+RING = Keyring(KeyEncryptionKey(bytes(range(32))))
 
 
 @pytest.fixture
@@ -18,7 +21,7 @@ async def log_path(tmp_path: Path) -> Path:
     """Return a database file holding a chain of six audit events."""
     store = SQLiteStore(tmp_path / "a.db")
     await store.open()
-    log = AuditLog(store)
+    log = AuditLog(store, keyring=RING)
     for n in range(6):
         await log.record(AuditEntry(f"act{n}", Outcome.DENIED if n == 2 else Outcome.ALLOWED,
                                     grant_id=f"g{n}", reason=f"r{n}"))
@@ -30,7 +33,7 @@ async def _verify(path: Path) -> tuple[bool, int | None, str | None]:
     store = SQLiteStore(path)
     await store.open()
     try:
-        report = await AuditLog(store).verify()
+        report = await AuditLog(store).verify(keyring=RING)
     finally:
         await store.close()
     return report.ok, report.first_bad_seq, report.problem
@@ -53,11 +56,11 @@ async def test_audit_edited_row_detected(log_path: Path) -> None:
 
 
 async def test_audit_deleted_row_detected(log_path: Path) -> None:
-    """Deleting event 4 is reported where the sequence breaks."""
+    """Deleting event 4 is reported at seq 4, the missing one."""
     with sqlite3.connect(log_path) as db:
         db.execute("DELETE FROM audit_events WHERE seq=4")
     ok, seq, problem = await _verify(log_path)
-    assert not ok and seq == 5 and "missing" in (problem or "")
+    assert not ok and seq == 4 and "missing" in (problem or "")
 
 
 async def test_audit_reordered_rows_detected(log_path: Path) -> None:

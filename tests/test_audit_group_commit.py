@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from alter_mcp.audit import AuditEntry, AuditLog
+from alter_mcp.crypto import KeyEncryptionKey, Keyring
 from alter_mcp.errors import AuditWriteError
 from alter_mcp.models import AuditEvent, Outcome
 from alter_mcp.store.base import AuditFilter, AuditSealer
 from alter_mcp.store.sqlite import SQLiteStore
 
 ALL = AuditFilter(limit=10_000)
+RING = Keyring(KeyEncryptionKey(bytes(range(32))))
 
 
 class CountingStore:
@@ -53,7 +55,7 @@ async def _request(log: AuditLog, n: int, pause: asyncio.Event) -> AuditEvent:
 
 async def test_concurrent_events_share_one_transaction(store: CountingStore) -> None:
     """40 requests finishing together take one transaction; each gets its own event."""
-    log = AuditLog(store)  # type: ignore[arg-type]
+    log = AuditLog(store, keyring=RING)  # type: ignore[arg-type]
     go = asyncio.Event()
     tasks = [asyncio.create_task(_request(log, n, go)) for n in range(40)]
     await asyncio.sleep(0)
@@ -67,7 +69,7 @@ async def test_concurrent_events_share_one_transaction(store: CountingStore) -> 
 
 async def test_event_alone_is_written_without_waiting(store: CountingStore) -> None:
     """Sequential events each commit at once, one transaction each, and read back in order."""
-    log = AuditLog(store)  # type: ignore[arg-type]
+    log = AuditLog(store, keyring=RING)  # type: ignore[arg-type]
     for n in range(5):
         event = await log.record(AuditEntry(f"a{n}", Outcome.ALLOWED))
         # Committed before record returned: a reader sees it now.
@@ -77,7 +79,7 @@ async def test_event_alone_is_written_without_waiting(store: CountingStore) -> N
 
 async def test_failed_group_commit_fails_every_caller(store: CountingStore) -> None:
     """When the batch's transaction fails, every caller in it raises and nothing is written."""
-    log = AuditLog(store)  # type: ignore[arg-type]
+    log = AuditLog(store, keyring=RING)  # type: ignore[arg-type]
     await log.record(AuditEntry("before", Outcome.ALLOWED))
     with sqlite3.connect(store.store.path) as db:
         db.execute("CREATE TRIGGER no_audit BEFORE INSERT ON audit_events "
@@ -93,7 +95,7 @@ async def test_failed_group_commit_fails_every_caller(store: CountingStore) -> N
 
 async def test_cancelled_first_caller_still_writes_the_batch(store: CountingStore) -> None:
     """Cancelling the caller that opened a batch neither loses its event nor strands the rest."""
-    log = AuditLog(store)  # type: ignore[arg-type]
+    log = AuditLog(store, keyring=RING)  # type: ignore[arg-type]
     go = asyncio.Event()
     tasks = [asyncio.create_task(_request(log, n, go)) for n in range(5)]
     await asyncio.sleep(0)

@@ -49,10 +49,11 @@ def new_keyring() -> Keyring:
     return Keyring(KeyEncryptionKey(os.urandom(32)))
 
 
-async def filled(store: Store, days: int = DAYS) -> tuple[AuditLog, Clock, list[AuditEvent]]:
+async def filled(store: Store, days: int = DAYS, keyring: Keyring | None = None
+                 ) -> tuple[AuditLog, Clock, list[AuditEvent]]:
     """Return a log holding one event per day from T0, its clock set to NOW."""
     clock = Clock(T0)
-    log = AuditLog(store, clock=clock)
+    log = AuditLog(store, clock=clock, keyring=keyring)
     for day in range(days):
         clock.now = T0 + timedelta(days=day)
         await log.record(AuditEntry(f"act{day}", Outcome.ALLOWED, grant_id=f"g{day}"))
@@ -62,7 +63,7 @@ async def filled(store: Store, days: int = DAYS) -> tuple[AuditLog, Clock, list[
 
 async def pruned(store: Store, keyring: Keyring) -> tuple[AuditLog, Clock, list[AuditEvent]]:
     """Return a log pruned with a week's retention (checkpoint at seq 3), and its events."""
-    log, clock, events = await filled(store)
+    log, clock, events = await filled(store, keyring=keyring)
     await log.prune(WEEK, keyring=keyring)
     return log, clock, events
 
@@ -267,12 +268,12 @@ async def test_tamper_checkpoint_forged_with_foreign_key_located(
 async def test_tamper_first_row_after_checkpoint_deleted_located(
     store: Store, raw_sql: RawSQL
 ) -> None:
-    """Deleting the event right after the checkpoint is reported where the chain resumes."""
+    """Deleting the event right after the checkpoint is reported at the missing seq."""
     ring = new_keyring()
     log, _, _ = await pruned(store, ring)
     await raw_sql("DELETE FROM audit_events WHERE seq = 4")
     ok, seq, problem = located(await log.verify(keyring=ring))
-    assert not ok and seq == 5
+    assert not ok and seq == 4
     assert "expected seq 4 after the checkpoint at seq 3" in problem and "missing" in problem
 
 
@@ -293,18 +294,18 @@ async def test_tamper_checkpoint_deleted_after_prune_located(
     log, _, _ = await pruned(store, ring)
     await raw_sql("DELETE FROM audit_checkpoints")
     ok, seq, problem = located(await log.verify(keyring=ring))
-    assert not ok and seq == 4
+    assert not ok and seq == 1
     assert "events 1 to 3 are missing and no signed checkpoint covers them" in problem
 
 
 async def test_tamper_rows_deleted_without_checkpoint_located(
     store: Store, raw_sql: RawSQL
 ) -> None:
-    """Deleting the oldest rows of a never-pruned log is reported at the first one left."""
+    """Deleting the oldest row of a never-pruned log is reported at seq 1."""
     log, _, _ = await filled(store)
     await raw_sql("DELETE FROM audit_events WHERE seq = 1")
     ok, seq, problem = located(await log.verify(keyring=new_keyring()))
-    assert not ok and seq == 2 and "event 1 is missing" in problem
+    assert not ok and seq == 1 and "event 1 is missing" in problem
 
 
 async def test_tamper_every_row_after_checkpoint_deleted_located(
@@ -320,8 +321,8 @@ async def test_tamper_every_row_after_checkpoint_deleted_located(
 
 async def test_prune_verify_without_keyring_says_so(store: Store) -> None:
     """Verifying a pruned log without the keyring fails at the checkpoint and says why."""
-    log, _, _ = await pruned(store, new_keyring())
-    ok, seq, problem = located(await log.verify())
+    await pruned(store, new_keyring())
+    ok, seq, problem = located(await AuditLog(store).verify())
     assert not ok and seq == 3 and "keyring" in problem
 
 

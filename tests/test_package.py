@@ -24,6 +24,7 @@ LAYERS = {
     "policy": 3,
     "audit": 3,
     "audit_export": 3,
+    "audit_head": 3,
     "audit_retention": 3,
     "outbound": 3,
     "managed": 3,

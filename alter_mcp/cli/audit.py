@@ -173,7 +173,7 @@ def _fmt(value: str) -> Any:
 @audit.command("verify")
 @json_option
 def audit_verify(as_json: bool) -> None:
-    """Walk the audit hash chain and report the first broken link (exit 1 if broken)."""
+    """Walk the audit chain to its signed head; name the first bad event (exit 1 if any)."""
     async def inner() -> Any:
         async with open_vault() as vault:
             return await vault.verify_audit()
@@ -186,7 +186,8 @@ def audit_verify(as_json: bool) -> None:
         since = (f" after the checkpoint at seq {report.checkpoint_seq}"
                  if report.checkpoint_seq else "")
         if report.ok:
-            out.print(f"[green]ok[/] {report.checked} events{since}, chain intact")
+            out.print(f"[green]ok[/] {report.checked} events{since}, chain intact up to its "
+                      "signed head")
         else:
             out.print(f"[red]BROKEN[/] at event {report.first_bad_seq}: ", end="")
             out.print(report.problem or "", markup=False)

@@ -216,22 +216,33 @@ async def lock_audit(conn: Conn) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, AUDIT_LOCK)
 
 
+_INSERT_EVENT = "INSERT INTO audit_events VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+
+
 async def append_event(conn: Conn, seal: AuditSealer) -> AuditEvent:
     """Append one chained audit event inside the caller's transaction."""
     return (await append_events(conn, (seal,)))[0]
 
 
 async def append_events(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
-    """Append chained audit events, in order, inside the caller's transaction."""
+    """Append chained audit events, in order, and advance the head anchor (caller's transaction).
+
+    The chain continues from the anchor, not from the newest row: rows deleted from the end
+    then leave a gap the next event cannot close.
+    """
     await lock_audit(conn)
-    head = await conn.fetchrow("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+    head = await conn.fetchrow("SELECT seq, hash FROM audit_head")
     if head is None:
-        head = await conn.fetchrow(
-            "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
-        )
-    events, params = _rows.seal_chain(seals, head)
-    await conn.executemany("INSERT INTO audit_events VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-                           params)
+        raise _rows.missing_head()
+    events, params, anchor = _rows.seal_chain(seals, head)
+    if len(params) == 1:
+        # One event (most appends): insert it and advance the anchor in one round trip.
+        await conn.execute(f"WITH e AS ({_INSERT_EVENT}) "
+                           "UPDATE audit_head SET seq = $1, hash = $10, signature = $11",
+                           *params[0], anchor[2])
+    else:
+        await conn.executemany(_INSERT_EVENT, params)
+        await conn.execute("UPDATE audit_head SET seq = $1, hash = $2, signature = $3", *anchor)
     return events
 
 

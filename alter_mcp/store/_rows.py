@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
+from alter_mcp.errors import StoreError
 from alter_mcp.models import (
     ApiKeyRecord,
     AuditEvent,
@@ -19,6 +20,7 @@ from alter_mcp.models import (
     Principal,
 )
 from alter_mcp.store.base import (
+    AuditHead,
     AuditSealer,
     Checkpoint,
     CredentialRecord,
@@ -139,16 +141,18 @@ def session(row: Row) -> SessionRecord:
     )
 
 
-def seal_chain(seals: Sequence[AuditSealer], head: Row | None
-               ) -> tuple[list[AuditEvent], list[tuple[Any, ...]]]:
-    """Seal events after the chain's ``head`` row (``seq``, ``hash``; None for a new chain).
+def seal_chain(seals: Sequence[AuditSealer], head: Row
+               ) -> tuple[list[AuditEvent], list[tuple[Any, ...]], tuple[int, str, str]]:
+    """Seal events after the chain's ``head`` anchor row (``seq``, ``hash``).
 
-    Returns the events and their insert parameters, in order. The caller holds the chain's
-    lock (SQLite's write lock, PostgreSQL's advisory lock) from reading ``head`` to commit.
+    Returns the events and their insert parameters, in order, and the new anchor (seq, hash,
+    signature: the last event's, signed once). The caller holds the chain's lock (SQLite's
+    write lock, PostgreSQL's advisory lock) from reading ``head`` to commit.
     """
-    seq, prev = (int(head["seq"]), str(head["hash"])) if head else (0, "")
+    seq, prev = int(head["seq"]), str(head["hash"])
     events: list[AuditEvent] = []
     params: list[tuple[Any, ...]] = []
+    sealed = None
     for seal in seals:
         seq += 1
         sealed = seal(seq, prev)
@@ -157,16 +161,60 @@ def seal_chain(seals: Sequence[AuditSealer], head: Row | None
         params.append((e.seq, ts(e.time), e.principal, e.grant_id, e.provider_id,
                        e.outcome.value, e.action, sealed.data, e.prev_hash, e.hash))
         prev = e.hash
-    return events, params
+    signer = sealed.head_signer if sealed is not None else None
+    return events, params, (seq, prev, signer(seq, prev) if signer is not None else "")
+
+
+def missing_head() -> StoreError:
+    """Return the error of an append that finds the audit head anchor deleted."""
+    return StoreError(
+        "The audit head anchor is missing, so the newest audit events may have been deleted; "
+        "nothing was written.",
+        hint="Run `alter-mcp audit verify` and restore the database from a backup.",
+    )
+
+
+#: The indexed columns of ``audit_events`` that repeat a value of the hashed ``data``.
+_REPEATED = ("seq", "time", "principal", "grant_id", "provider_id", "outcome", "action",
+             "prev_hash")
 
 
 def audit(row: Row) -> AuditEvent:
-    """Build an audit event from its row, as stored (tampering shows in the hash check)."""
-    data = json.loads(row["data"])
-    data.update(
-        seq=int(row["seq"]), time=_dt(row["time"]), prev_hash=row["prev_hash"], hash=row["hash"]
-    )
-    return AuditEvent.model_validate(data)
+    """Build an audit event from its row; one whose columns disagree with its data says so.
+
+    The event carries the column values (what filters matched), so an edited column also
+    fails the hash check; :attr:`AuditEvent.mismatch` names the columns that disagree.
+    """
+    columns: dict[str, Any] = {name: row[name] for name in _REPEATED}
+    columns.update(seq=int(row["seq"]), time=_dt(row["time"]), hash=row["hash"])
+    try:
+        # Rows written before the data column held the whole payload lack seq, time and
+        # prev_hash there: those come from their columns, which their hash covers.
+        stored = AuditEvent.model_validate({**columns, **json.loads(row["data"]),
+                                            "hash": row["hash"]})
+    except (ValueError, TypeError):  # not JSON, not an object, or not an event
+        stored = None
+    differ = [n for n in _REPEATED if stored is None or getattr(stored, n) != columns[n]]
+    if stored is not None and not differ:
+        return stored
+    try:
+        event = AuditEvent.model_validate({**stored.model_dump(), **columns} if stored
+                                          else columns)
+    except ValueError:
+        if stored is None:
+            raise StoreError(f"Audit event {columns['seq']} cannot be read: its row is "
+                             "corrupt.", hint="Run `alter-mcp audit verify`.") from None
+        event = stored.model_copy(update={"seq": columns["seq"]})
+    event._mismatch = (
+        "its data column is not a valid event" if stored is None else
+        f"its {', '.join(differ)} column{'s' if len(differ) > 1 else ''} "
+        f"disagree{'' if len(differ) > 1 else 's'} with its hashed data")
+    return event
+
+
+def audit_head(row: Row) -> AuditHead:
+    """Build the audit head anchor from its row."""
+    return AuditHead(seq=int(row["seq"]), hash=row["hash"], signature=row["signature"])
 
 
 def checkpoint_params(c: Checkpoint) -> tuple[Any, ...]:

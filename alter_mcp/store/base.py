@@ -28,11 +28,13 @@ from alter_mcp.models import (
 
 __all__ = [
     "AuditFilter",
+    "AuditHead",
     "Checkpoint",
     "CheckpointSealer",
     "CredentialRecord",
     "EncryptedField",
     "EncryptedRef",
+    "HeadSigner",
     "ProviderConfigRecord",
     "PruneAuditor",
     "PruneResult",
@@ -129,12 +131,27 @@ class SealedEvent:
 
     event: AuditEvent
     #: The stored ``data`` column: the event's canonical JSON, the text its hash covers. On
-    #: read the row's own columns (seq, time, prev_hash, hash) override what it repeats.
+    #: read the indexed columns must repeat its values exactly (a row where they differ reads
+    #: as modified).
     data: str
+    #: Signs the chain's head anchor once this event is the newest (None: left unsigned).
+    head_signer: HeadSigner | None = None
 
 
+#: Returns the signature of the audit head anchor at (seq, hash).
+HeadSigner = Callable[[int, str], str]
 #: Builds the next audit event from its sequence number and the previous event's hash.
 AuditSealer = Callable[[int, str], SealedEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditHead:
+    """The signed seq and hash of the newest event: deleting events after it shows."""
+
+    seq: int
+    hash: str
+    #: ``hmac-sha256:v1:<kek id>:<mac>``, or empty where no key signed it yet (an upgrade).
+    signature: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +354,9 @@ class Store(Protocol):
 
     async def latest_checkpoint(self) -> Checkpoint | None:
         """Return the checkpoint with the highest seq: where the remaining chain resumes."""
+
+    async def audit_head(self) -> AuditHead | None:
+        """Return the head anchor every append advances (None only if it was deleted)."""
 
     async def list_checkpoints(self) -> list[Checkpoint]:
         """Return every checkpoint, ordered by seq."""

@@ -112,6 +112,25 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 revoked_at DOUBLE PRECISION)""",
         ],
     ),
+    (
+        2,
+        [
+            # The signed head: deleting the newest events leaves it pointing past them. One
+            # row, always present from here on; an upgraded chain's head starts unsigned and
+            # the first append signs it (see the README's audit section).
+            """CREATE TABLE audit_head (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                seq BIGINT NOT NULL,
+                hash TEXT NOT NULL,
+                signature TEXT NOT NULL)""",
+            """INSERT INTO audit_head (id, seq, hash, signature)
+                SELECT 1, seq, hash, '' FROM (
+                    SELECT seq, hash FROM audit_events
+                    UNION ALL SELECT seq, hash FROM audit_checkpoints
+                    UNION ALL SELECT 0, '') AS heads
+                ORDER BY seq DESC LIMIT 1""",
+        ],
+    ),
 ]
 
 

@@ -29,6 +29,7 @@ from alter_mcp.store._pg import (
 )
 from alter_mcp.store.base import (
     AuditFilter,
+    AuditHead,
     AuditSealer,
     Checkpoint,
     CheckpointSealer,
@@ -379,6 +380,11 @@ class PostgresStore(PostgresSessions):
         """Return the checkpoint with the highest seq: where the remaining chain resumes."""
         row = await self._one("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
         return _rows.checkpoint(row) if row else None
+
+    async def audit_head(self) -> AuditHead | None:
+        """Return the head anchor every append advances (None only if it was deleted)."""
+        row = await self._one("SELECT seq, hash, signature FROM audit_head")
+        return _rows.audit_head(row) if row else None
 
     async def list_checkpoints(self) -> list[Checkpoint]:
         """Return every checkpoint, ordered by seq."""

@@ -23,6 +23,7 @@ from alter_mcp.models import (
 from alter_mcp.store import _rows, sqlite_audit
 from alter_mcp.store.base import (
     AuditFilter,
+    AuditHead,
     AuditSealer,
     Checkpoint,
     CheckpointSealer,
@@ -325,6 +326,10 @@ class SQLiteStore(SQLiteSessions):
         """Return the checkpoint with the highest seq: where the remaining chain resumes."""
         found = await self._read(lambda c: sqlite_audit.checkpoints(c, latest=True))
         return found[0] if found else None
+
+    async def audit_head(self) -> AuditHead | None:
+        """Return the head anchor every append advances (None only if it was deleted)."""
+        return await self._read(sqlite_audit.head)
 
     async def list_checkpoints(self) -> list[Checkpoint]:
         """Return every checkpoint, ordered by seq."""

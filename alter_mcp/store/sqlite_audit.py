@@ -16,6 +16,7 @@ from alter_mcp.models import AuditEvent
 from alter_mcp.store import _rows
 from alter_mcp.store.base import (
     AuditFilter,
+    AuditHead,
     AuditSealer,
     Checkpoint,
     CheckpointSealer,
@@ -24,7 +25,7 @@ from alter_mcp.store.base import (
     Reservation,
 )
 
-__all__ = ["append", "append_many", "append_within", "checkpoints", "prune", "select"]
+__all__ = ["append", "append_many", "append_within", "checkpoints", "head", "prune", "select"]
 
 Conn = sqlite3.Connection
 
@@ -35,15 +36,17 @@ def append(conn: Conn, seal: AuditSealer) -> AuditEvent:
 
 
 def append_many(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
-    """Append chained audit events, in order, inside the caller's transaction."""
-    head = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+    """Append chained audit events, in order, and advance the head anchor (caller's transaction).
+
+    The chain continues from the anchor, not from the newest row: rows deleted from the end
+    then leave a gap the next event cannot close.
+    """
+    head = conn.execute("SELECT seq, hash FROM audit_head").fetchone()
     if head is None:
-        # Every event may be gone (pruned, or a fresh chain): the last checkpoint is the head.
-        head = conn.execute(
-            "SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-    events, params = _rows.seal_chain(seals, head)
+        raise _rows.missing_head()
+    events, params, anchor = _rows.seal_chain(seals, head)
     conn.executemany("INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)", params)
+    conn.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ?", anchor)
     return events
 
 
@@ -109,6 +112,12 @@ def prune(conn: Conn, before: datetime, seal: CheckpointSealer,
     if audit is not None:
         append(conn, audit(deleted, checkpoint))
     return PruneResult(deleted=deleted, checkpoint=checkpoint)
+
+
+def head(conn: Conn) -> AuditHead | None:
+    """Return the audit head anchor, or None if it was deleted."""
+    row = conn.execute("SELECT seq, hash, signature FROM audit_head").fetchone()
+    return None if row is None else _rows.audit_head(row)
 
 
 def checkpoints(conn: Conn, *, latest: bool = False) -> list[Checkpoint]:

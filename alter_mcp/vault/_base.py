@@ -67,7 +67,7 @@ class _Core:
         self.envelope = envelope
         self.catalog = catalog
         self.clock = clock
-        self.audit = AuditLog(store, clock=clock)
+        self.audit = AuditLog(store, clock=clock, keyring=envelope.keyring)
         self.opened = False
         self.views = 0
         # An injected client is the caller's to close; the default one is the vault's.

@@ -53,13 +53,15 @@ async def test_audit_tail_shows_the_latest_events_and_follows_new_ones(
     assert "denied" in human and "apikey.revoke" in human
 
     follower = await asyncio.create_subprocess_exec(
-        str(EXE), "audit", "tail", "-n", "0", "--follow", "--json", "--interval", "0.1",
+        str(EXE), "audit", "tail", "-n", "1", "--follow", "--json", "--interval", "0.1",
         env=cli_env(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        await asyncio.sleep(1.0)
+        assert follower.stdout is not None
+        # The newest event, printed once tail knows where to follow from: the readiness signal.
+        first = await asyncio.wait_for(follower.stdout.readline(), 20)
+        assert json.loads(first)["seq"] == last_two[1]["seq"]
         async with open_vault(tmp_path / "data") as vault:
             await vault.create_api_key("three")
-        assert follower.stdout is not None
         line = await asyncio.wait_for(follower.stdout.readline(), 20)
     finally:
         follower.terminate()
@@ -100,6 +102,32 @@ async def test_audit_verify_reports_an_edited_row(env: dict[str, str], tmp_path:
                      "'apikey.list') WHERE seq=2")
     broken = run(["audit", "verify"], env)
     assert broken.returncode == 1 and "BROKEN at event 2" in broken.stdout
+
+
+async def test_audit_verify_reports_deleted_newest_event(env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    """verify exits 1 naming seq 4 when the newest event is deleted, or seq 3 when a row's
+    outcome column alone is edited."""
+    await make_events(tmp_path / "data")
+    intact = run(["audit", "verify"], env)
+    assert intact.returncode == 0
+    assert "ok 4 events, chain intact up to its signed head" in " ".join(intact.stdout.split())
+    with sqlite3.connect(tmp_path / "data" / "vault.db") as conn:
+        conn.execute("DELETE FROM audit_events WHERE seq = 4")
+    broken = run(["audit", "verify"], env)
+    assert broken.returncode == 1
+    assert "BROKEN at event 4: event 4 is missing: the newest events were deleted" in (
+        " ".join(broken.stdout.split()))
+    report = run(["audit", "verify", "--json"], env)
+    assert report.returncode == 1
+    assert (json.loads(report.stdout)["ok"], json.loads(report.stdout)["first_bad_seq"]) == (
+        False, 4)
+    with sqlite3.connect(tmp_path / "data" / "vault.db") as conn:
+        conn.execute("UPDATE audit_events SET outcome = 'denied' WHERE seq = 3")
+    result = run(["audit", "verify", "--json"], env)
+    edited = json.loads(result.stdout)
+    assert result.returncode == 1 and (edited["ok"], edited["first_bad_seq"]) == (False, 3)
+    assert "its outcome column disagrees with its hashed data" in edited["problem"]
 
 
 async def test_audit_prune_keeps_the_chain_verifiable(env: dict[str, str],

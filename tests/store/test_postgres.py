@@ -21,7 +21,7 @@ from alter_mcp.store.pg_migrations import MIGRATIONS
 from alter_mcp.store.postgres import PostgresStore
 from alter_mcp.store.sqlite import SQLiteStore
 from tests.peers.postgres import PostgresCluster
-from tests.store.test_store import ALICE, T0, cred, make_grant, make_session
+from tests.store.test_store import ALICE, RING, T0, cred, make_grant, make_session
 
 pytestmark = pytest.mark.peers
 
@@ -48,7 +48,7 @@ async def test_postgres_audit_chain_gapless_under_two_replicas(
     replicas: tuple[PostgresStore, PostgresStore],
 ) -> None:
     """Two replicas appending 200 events each at once leave one gapless, verifiable chain."""
-    logs = [AuditLog(store) for store in replicas]
+    logs = [AuditLog(store, keyring=RING) for store in replicas]
     # Store-level appends, one transaction each (AuditLog.record would group-commit them).
     await asyncio.gather(*(
         replicas[n % 2].append_audit(logs[n % 2].sealer(AuditEntry(f"r{n % 2}.{n}",
@@ -69,6 +69,7 @@ async def test_postgres_audit_chain_gapless_under_two_processes(postgres_url: st
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.store._audit_writer", postgres_url, label, "150",
+            RING.active.material.hex(),
             cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
         for label in ("p0", "p1")
@@ -92,7 +93,7 @@ async def test_postgres_audit_chain_gapless_under_two_processes(postgres_url: st
     store = PostgresStore(postgres_url)
     await store.open()
     try:
-        report = await AuditLog(store).verify()
+        report = await AuditLog(store).verify(keyring=RING)
         assert report.ok and report.checked == 300, report
     finally:
         await store.close()

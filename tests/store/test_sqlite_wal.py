@@ -8,16 +8,19 @@ import time
 from pathlib import Path
 
 from alter_mcp.audit import AuditEntry, AuditLog
+from alter_mcp.crypto import KeyEncryptionKey, Keyring
 from alter_mcp.models import Outcome
 from alter_mcp.store.base import AuditFilter
 from alter_mcp.store.sqlite import SQLiteStore
+
+RING = Keyring(KeyEncryptionKey(bytes(range(32))))
 
 
 async def test_writer_leaves_checkpoints_to_the_thread(tmp_path: Path) -> None:
     """The thread checkpoints, and under a steady stream of commits the WAL stays bounded."""
     store = SQLiteStore(tmp_path / "a.db")
     await store.open()
-    log = AuditLog(store)
+    log = AuditLog(store, keyring=RING)
     try:
         assert store._writer is not None
         # The writer's own checkpoint stays on: it is what lets the WAL restart under load.
@@ -44,7 +47,7 @@ async def test_writer_leaves_checkpoints_to_the_thread(tmp_path: Path) -> None:
     reopened = SQLiteStore(tmp_path / "a.db")
     await reopened.open()
     try:
-        assert (await AuditLog(reopened).verify()).checked == 1500
+        assert (await AuditLog(reopened).verify(keyring=RING)).checked == 1500
         assert len(await reopened.list_audit(AuditFilter(limit=2000))) == 1500
     finally:
         await reopened.close()

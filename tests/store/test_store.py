@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alter_mcp.audit import AuditEntry, AuditLog, verify_chain
+from alter_mcp.crypto import KeyEncryptionKey, Keyring
 from alter_mcp.errors import StoreError
 from alter_mcp.models import (
     ApiKeyRecord,
@@ -33,6 +34,7 @@ from alter_mcp.store import (
 from tests.store.conftest import RawSQL
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+RING = Keyring(KeyEncryptionKey(bytes(range(32))))
 ALICE = UserPrincipal(issuer="https://idp.test", subject="alice")
 BOB = UserPrincipal(issuer="https://idp.test", subject="bob")
 ENG = GroupPrincipal(issuer="https://idp.test", group="eng")
@@ -363,16 +365,18 @@ async def test_store_prune_audit_empty_log_is_noop(store: Store) -> None:
     assert await store.latest_checkpoint() is None and await store.list_checkpoints() == []
 
 
-async def test_store_audit_append_resumes_at_checkpoint_when_no_events(
+async def test_store_audit_append_continues_from_head_when_events_deleted(
     store: Store, raw_sql: RawSQL
 ) -> None:
-    """With every event gone, the next event continues from the latest checkpoint."""
+    """With every event deleted behind the store's back, the next one follows the head anchor."""
     log = await _events_on_days(store, 0, 1, 2)
+    newest = (await store.list_audit(AuditFilter()))[-1]
     result = await store.prune_audit(T0 + timedelta(days=9), _checkpoint)
-    assert result.checkpoint is not None
+    assert result.checkpoint is not None and result.checkpoint.seq == newest.seq - 1
     await raw_sql("DELETE FROM audit_events")
     event = await log.record(entry("after"))
-    assert (event.seq, event.prev_hash) == (result.checkpoint.seq + 1, result.checkpoint.hash)
+    # Not from the checkpoint: the deleted newest event stays a visible gap.
+    assert (event.seq, event.prev_hash) == (newest.seq + 1, newest.hash)
 
 
 async def test_store_prune_audit_during_appends_keeps_one_chain(store: Store) -> None:
@@ -392,7 +396,7 @@ async def test_store_append_within_takes_each_slot_once(store: Store) -> None:
     """Concurrent conditional appends under a limit of 3 append exactly 3 events."""
     import asyncio
 
-    log = AuditLog(store)
+    log = AuditLog(store, keyring=RING)
     flt = AuditFilter(action="request.reserve", grant_id="g1")
 
     async def reserve() -> bool:
