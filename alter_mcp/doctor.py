@@ -21,6 +21,7 @@ from alter_mcp.errors import AlterError
 from alter_mcp.oauth.clients import provider_secret_binding
 from alter_mcp.providers import Catalog, load_catalog
 from alter_mcp.store import Store, open_store
+from alter_mcp.vault.keycheck import existing_keyring, settle_keyring
 
 __all__ = ["Check", "run_checks"]
 
@@ -50,19 +51,28 @@ async def run_checks(*, http: httpx2.AsyncClient | None = None) -> list[Check]:
         return [_failed("configuration", exc)]
     checks = [Check("configuration", True,
                     f"file {settings.config}" if settings.config else "environment only")]
-    keyring = _keyring(settings, checks)
     store: Store | None = None
+    unavailable = Check("database", False, "not opened")
     try:
         store = open_store(settings.resolved_database_url)
         await store.open()
-        checks.append(Check("database", True,
-                            f"{settings.resolved_database_url.split('://')[0]} schema "
-                            f"v{await store.schema_version()}"))
-        if keyring is not None:
-            checks.append(await _rotation(store, keyring))
     except AlterError as exc:
-        checks.append(_failed("database", exc))
-        store = None
+        store, unavailable = None, _failed("database", exc)
+    # The store first: a key file may be created only for a database that holds nothing.
+    keyring = await _keyring(settings, store, checks)
+    if store is None:
+        checks.append(unavailable)
+    else:
+        try:
+            checks.append(Check("database", True,
+                                f"{settings.resolved_database_url.split('://')[0]} schema "
+                                f"v{await store.schema_version()}"))
+            if keyring is not None:
+                checks.append(await _rotation(store, keyring))
+        except AlterError as exc:
+            checks.append(_failed("database", exc))
+            await store.close()
+            store = None
     try:
         if settings.idp_issuer:
             async with _HttpClient(http) as client:
@@ -84,9 +94,13 @@ async def run_checks(*, http: httpx2.AsyncClient | None = None) -> list[Check]:
     return checks
 
 
-def _keyring(settings: Settings, checks: list[Check]) -> Keyring | None:
+async def _keyring(settings: Settings, store: Store | None, checks: list[Check]
+                   ) -> Keyring | None:
     try:
-        keyring = load_keyring_for(settings)
+        if store is None:
+            keyring = load_keyring_for(settings, create=False)
+        else:
+            keyring = await settle_keyring(store, settings, existing_keyring(settings))
     except AlterError as exc:
         checks.append(_failed("encryption key", exc))
         return None

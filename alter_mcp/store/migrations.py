@@ -94,5 +94,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at REAL NOT NULL,
                 revoked_at REAL)""",
         ],
+    ),    (
+        2,
+        [
+            # One check value per key-encryption key that sealed this database's records:
+            # without it a missing or wrong key would pass for a new, empty vault's key.
+            """CREATE TABLE key_checks (
+                key_id TEXT PRIMARY KEY,
+                check_value TEXT NOT NULL,
+                created_at REAL NOT NULL)""",
+        ],
     ),
 ]

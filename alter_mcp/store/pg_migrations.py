@@ -112,6 +112,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 revoked_at DOUBLE PRECISION)""",
         ],
     ),
+    (
+        2,
+        [
+            """CREATE TABLE key_checks (
+                key_id TEXT PRIMARY KEY,
+                check_value TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+        ],
+    ),
 ]
 
 
