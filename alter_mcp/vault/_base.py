@@ -103,9 +103,11 @@ class _Core:
 
     async def open_keys(self) -> None:
         """Settle the keyring against the open store and build the envelope cipher."""
-        if self._envelope is None:
-            self.keyring = await settle_keyring(self.store, self.settings, self.keyring)
-            self._envelope = Envelope(self.keyring, reload=self.reload)
+        # Checked at every open, with the keys a reload may have added: the database may have
+        # changed while the vault was closed.
+        held = self._envelope.keyring if self._envelope is not None else self.keyring
+        self.keyring = await settle_keyring(self.store, self.settings, held)
+        self._envelope = Envelope(self.keyring, reload=self.reload)
 
 
 class VaultBase:
