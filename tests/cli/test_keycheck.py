@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,19 @@ class Scene:
     data: Path
     env: dict[str, str]
     needed: str | None  # the key id the refusal must name (None: a malformed setting)
+    before: tuple[list[str], dict[str, int]] = ([], {})
+
+    def untouched(self) -> bool:
+        """Return True if no file appeared or went and no table gained or lost a row."""
+        return snapshot(self.data) == self.before and not (self.data / "master.key").exists()
 
 
 async def _make(tmp_path: Path, kind: str) -> Scene:
+    made = await _vault(tmp_path, kind)
+    return dataclasses.replace(made, before=snapshot(made.data))
+
+
+async def _vault(tmp_path: Path, kind: str) -> Scene:
     data = tmp_path / "data"
     base = {"ALTER_MCP_DATA_DIR": str(data)}
     right, newer = new_key(), new_key()
@@ -47,12 +58,14 @@ KINDS = ["key file deleted", "wrong master key", "truncated master key", "wrong 
 COMMANDS = [["secrets", "list"], ["grants", "list"], ["keys", "list"], ["audit", "verify"]]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-async def test_keycheck_serve_and_commands_refuse_and_make_no_key(tmp_path: Path,
-                                                                  kind: str) -> None:
+@pytest.fixture(params=KINDS)
+async def scene(request: pytest.FixtureRequest, tmp_path: Path) -> Scene:
+    """Return a vault with records whose environment has lost its key, in each way."""
+    return await _make(tmp_path, str(request.param))
+
+
+async def test_keycheck_serve_and_commands_refuse_and_make_no_key(scene: Scene) -> None:
     """serve (stdio) and other commands exit 2 naming the key; nothing is created or sealed."""
-    scene = await _make(tmp_path, kind)
-    before = snapshot(scene.data)
     served = run(["serve"], scene.env)
     assert served.returncode == 2 and served.stdout == "", served.stderr
     for result in [served, *(run(args, scene.env) for args in COMMANDS)]:
@@ -62,16 +75,11 @@ async def test_keycheck_serve_and_commands_refuse_and_make_no_key(tmp_path: Path
             assert scene.needed in result.stderr and "refuses to start" in result.stderr
         assert "Traceback" not in result.stderr and SECRET not in result.stderr
         assert scene.env.get("ALTER_MCP_MASTER_KEY", "@") not in result.stderr
-    assert snapshot(scene.data) == before
-    assert not (scene.data / "master.key").exists()
+    assert scene.untouched()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-async def test_keycheck_doctor_fails_the_key_check_with_its_fix(tmp_path: Path,
-                                                                kind: str) -> None:
+async def test_keycheck_doctor_fails_the_key_check_with_its_fix(scene: Scene) -> None:
     """doctor prints a FAIL line for the key with the fix, exits 1, and creates no key."""
-    scene = await _make(tmp_path, kind)
-    before = snapshot(scene.data)
     result = run(["doctor"], scene.env)
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if "encryption key" in x)
@@ -79,17 +87,16 @@ async def test_keycheck_doctor_fails_the_key_check_with_its_fix(tmp_path: Path,
     if scene.needed is not None:
         assert scene.needed in line
     assert "fix:" in result.stdout
-    assert snapshot(scene.data) == before and not (scene.data / "master.key").exists()
+    assert scene.untouched()
 
 
 async def test_keycheck_init_refuses_a_vault_whose_key_file_is_gone(tmp_path: Path) -> None:
     """init on a data directory whose key file was deleted refuses instead of making a key."""
-    scene = await _make(tmp_path, "key file deleted")
-    before = snapshot(scene.data)
-    result = run(["init", "--config", str(tmp_path / "config.toml")], scene.env)
-    assert result.returncode == 2 and scene.needed is not None
-    assert scene.needed in result.stderr and "fix:" in result.stderr
-    assert snapshot(scene.data) == before and not (scene.data / "master.key").exists()
+    gone = await _make(tmp_path, "key file deleted")
+    result = run(["init", "--config", str(tmp_path / "config.toml")], gone.env)
+    assert result.returncode == 2 and gone.needed is not None
+    assert gone.needed in result.stderr and "fix:" in result.stderr
+    assert gone.untouched()
 
 
 def test_keycheck_init_never_overwrites_config_or_key(env: dict[str, str],
