@@ -36,9 +36,14 @@ def keyring_loader(settings: Settings) -> Callable[[], Keyring]:
     return lambda: load_keyring_for(settings, create=False)
 
 
+def _master_key_set(settings: Settings) -> bool:
+    # As load_keyring reads it: a blank value means the key file.
+    return bool(settings.master_key and settings.master_key.get_secret_value().strip())
+
+
 def existing_keyring(settings: Settings) -> Keyring | None:
     """Return the keyring the settings name, or None if their key file does not exist yet."""
-    if settings.master_key is None and not settings.resolved_key_file.exists():
+    if not _master_key_set(settings) and not settings.resolved_key_file.exists():
         return None
     return load_keyring_for(settings, create=False)
 
@@ -51,7 +56,7 @@ def _names(ids: Collection[str]) -> str:
 
 def _sources(settings: Settings) -> str:
     key_file = settings.resolved_key_file
-    if settings.master_key is not None:
+    if _master_key_set(settings):
         active = f"{MASTER_KEY_ENV} (set)"
     else:
         state = "present" if key_file.exists() else "missing"
