@@ -114,3 +114,23 @@ def test_keycheck_init_never_overwrites_config_or_key(env: dict[str, str],
     assert config.read_text() == edited and key_file.read_bytes() == key
     forced = run(["init", "--config", str(config), "--force"], env)
     assert forced.returncode == 2 and config.read_text() == edited
+
+
+@pytest.mark.peers
+async def test_keycheck_postgres_serve_and_doctor_refuse_a_wrong_key(tmp_path: Path,
+                                                                     postgres_url: str) -> None:
+    """On PostgreSQL, serve exits 2 and doctor fails the key check, naming the sealing key."""
+    right = new_key()
+    shared = {"ALTER_MCP_DATABASE_URL": postgres_url}
+    await seed(load_settings({**shared, "ALTER_MCP_DATA_DIR": str(tmp_path / "first"),
+                              "ALTER_MCP_MASTER_KEY": right}))
+    for env in ({**shared, "ALTER_MCP_DATA_DIR": str(tmp_path / "wrong"),
+                 "ALTER_MCP_MASTER_KEY": new_key()},
+                {**shared, "ALTER_MCP_DATA_DIR": str(tmp_path / "none")}):
+        served = run(["serve"], env)
+        assert served.returncode == 2 and served.stdout == ""
+        assert key_id(right) in served.stderr and "fix:" in served.stderr
+        doctor = run(["doctor"], env)
+        assert doctor.returncode == 1 and "FAIL  encryption key: " in doctor.stdout
+        assert key_id(right) in doctor.stdout
+    assert not (tmp_path / "none" / "master.key").exists()
