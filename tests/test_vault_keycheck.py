@@ -146,17 +146,21 @@ async def test_keycheck_key_checks_alone_refuse_an_unrelated_key(tmp_path: Path)
 
 
 async def test_keycheck_new_empty_vault_gets_a_private_key_and_database(tmp_path: Path) -> None:
-    """A new data directory gets a 0600 key file and 0600 database files; reopening works."""
+    """A new data directory gets a 0600 key file and 0600 database files, even with umask 0."""
     data = tmp_path / "data"
     settings = env_settings(data)
-    secret_id = await seed(settings)
-    for name in ("master.key", "vault.db"):
-        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
-    async with AlterVault(settings) as vault:
-        wal = [p for p in data.iterdir() if p.name.endswith(("-wal", "-shm"))]
-        assert {p.name for p in wal} == {"vault.db-wal", "vault.db-shm"}
-        assert {stat.S_IMODE(p.stat().st_mode) for p in wal} == {0o600}
-        assert (await vault._secret_values(secret_id))["api_key"].reveal() == SECRET
+    previous = os.umask(0)  # the files' own modes must not depend on a careful umask
+    try:
+        secret_id = await seed(settings)
+        for name in ("master.key", "vault.db"):
+            assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+        async with AlterVault(settings) as vault:
+            wal = [p for p in data.iterdir() if p.name.endswith(("-wal", "-shm"))]
+            assert {p.name for p in wal} == {"vault.db-wal", "vault.db-shm"}
+            assert {stat.S_IMODE(p.stat().st_mode) for p in wal} == {0o600}
+            assert (await vault._secret_values(secret_id))["api_key"].reveal() == SECRET
+    finally:
+        os.umask(previous)
 
 
 async def test_keycheck_existing_database_files_are_made_private(tmp_path: Path) -> None:
