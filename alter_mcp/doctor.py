@@ -52,17 +52,17 @@ async def run_checks(*, http: httpx2.AsyncClient | None = None) -> list[Check]:
     checks = [Check("configuration", True,
                     f"file {settings.config}" if settings.config else "environment only")]
     store: Store | None = None
-    unavailable = Check("database", False, "not opened")
+    unopened: AlterError | None = None
     try:
         store = open_store(settings.resolved_database_url)
         await store.open()
     except AlterError as exc:
-        store, unavailable = None, _failed("database", exc)
+        store, unopened = None, exc
     # The store first: a key file may be created only for a database that holds nothing.
     keyring = await _keyring(settings, store, checks)
-    if store is None:
-        checks.append(unavailable)
-    else:
+    if unopened is not None:
+        checks.append(_failed("database", unopened))
+    elif store is not None:
         try:
             checks.append(Check("database", True,
                                 f"{settings.resolved_database_url.split('://')[0]} schema "

@@ -134,3 +134,15 @@ async def test_keycheck_postgres_serve_and_doctor_refuse_a_wrong_key(tmp_path: P
         assert doctor.returncode == 1 and "FAIL  encryption key: " in doctor.stdout
         assert key_id(right) in doctor.stdout
     assert not (tmp_path / "none" / "master.key").exists()
+
+
+def test_keycheck_doctor_makes_no_key_while_the_database_is_unreachable(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """doctor cannot tell whether an unreachable database is empty, so it makes no key file."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run(["doctor"], {**env, "ALTER_MCP_DATABASE_URL": f"sqlite:///{blocker}/vault.db"})
+    assert result.returncode == 1
+    failed = [x.split(":")[0] for x in result.stdout.splitlines() if x.startswith("FAIL")]
+    assert failed == ["FAIL  encryption key", "FAIL  database"]
+    assert not (Path(env["ALTER_MCP_DATA_DIR"]) / "master.key").exists()
