@@ -129,6 +129,11 @@ class AuditLog:
         self._in_flight = 0
         self._flushing: set[asyncio.Task[None]] = set()
 
+    def use_keyring(self, keyring: Keyring) -> None:
+        """Sign the head (and verify) with ``keyring`` from now on (set when the vault opens)."""
+        self._keyring = keyring
+        self._head_signer = head_signer(keyring)
+
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[None]:
         """Mark an action that will record an event soon (lets its peers group-commit)."""

@@ -27,6 +27,7 @@ from alter_mcp.oauth.clients import provider_secret_binding
 from alter_mcp.providers import Catalog, load_catalog
 from alter_mcp.store import Store, open_store
 from alter_mcp.store.sqlite_base import quick_check
+from alter_mcp.vault.keycheck import existing_keyring, settle_keyring
 
 __all__ = ["MIN_FREE_BYTES", "Check", "run_checks"]
 
@@ -62,26 +63,34 @@ async def run_checks(
         return [_failed("configuration", exc)]
     checks = [Check("configuration", True,
                     f"file {settings.config}" if settings.config else "environment only")]
-    keyring = _keyring(settings, checks)
     checks.append(_disk_space(settings, statvfs))
     store: Store | None = None
+    unopened: Check | None = None
     try:
         store = open_store(settings.resolved_database_url)
         with anyio.fail_after(_DB_TIMEOUT):
             await store.open()
-            version = await store.schema_version()
-        checks.append(Check("database", True,
-                            f"{settings.resolved_database_url.split('://')[0]} schema "
-                            f"v{version}"))
     except AlterError as exc:
-        checks.append(_failed("database", exc))
-        store = None
+        store, unopened = None, _failed("database", exc)
     except TimeoutError:
-        checks.append(Check("database", False,
-                            f"the database did not answer within {_DB_TIMEOUT:g} seconds",
-                            "Check ALTER_MCP_DATABASE_URL and that the server is up and "
-                            "reachable from this machine (firewall, host, port)."))
-        store = None
+        store, unopened = None, Check(
+            "database", False, f"the database did not answer within {_DB_TIMEOUT:g} seconds",
+            "Check ALTER_MCP_DATABASE_URL and that the server is up and reachable from this "
+            "machine (firewall, host, port).")
+    # The store first: a key file may be created only for a database that holds nothing.
+    keyring = await _keyring(settings, store, checks)
+    if unopened is not None:
+        checks.append(unopened)
+    elif store is not None:
+        try:
+            version = await store.schema_version()
+            checks.append(Check("database", True,
+                                f"{settings.resolved_database_url.split('://')[0]} schema "
+                                f"v{version}"))
+        except AlterError as exc:
+            checks.append(_failed("database", exc))
+            await store.close()
+            store = None
     integrity = await _integrity(settings.resolved_database_url)
     if integrity is not None:
         checks.append(integrity)
@@ -170,9 +179,13 @@ async def _integrity(url: str) -> Check | None:
                  "not keep writing to a damaged file.")
 
 
-def _keyring(settings: Settings, checks: list[Check]) -> Keyring | None:
+async def _keyring(settings: Settings, store: Store | None, checks: list[Check]
+                   ) -> Keyring | None:
     try:
-        keyring = load_keyring_for(settings)
+        if store is None:
+            keyring = load_keyring_for(settings, create=False)
+        else:
+            keyring = await settle_keyring(store, settings, existing_keyring(settings))
     except AlterError as exc:
         checks.append(_failed("encryption key", exc))
         return None

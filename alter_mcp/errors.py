@@ -9,6 +9,7 @@ structured, non-secret fields. No error ever carries a credential value.
     ├── InvalidInputError            an argument is invalid (names the field)
     ├── CryptoError
     │   ├── KeyUnavailableError      no key-encryption key: the vault refuses to start
+    │   │   └── KeyMismatchError     the keys cannot open the database's records: no start
     │   └── DecryptionError          wrong key, tampered blob, or blob moved to another record
     ├── StoreError                   the database failed (backend errors translated once)
     │   └── ConcurrentUpdateError    a compare-and-swap lost against another writer
@@ -52,6 +53,7 @@ __all__ = [
     "GrantNotFoundError",
     "IdentityProviderUnavailableError",
     "InvalidInputError",
+    "KeyMismatchError",
     "KeyUnavailableError",
     "PolicyViolationError",
     "ProviderAPIError",
@@ -129,6 +131,16 @@ class KeyUnavailableError(CryptoError):
     """No usable key-encryption key: the vault refuses to run rather than store plaintext."""
 
     code = "key_unavailable"
+
+
+class KeyMismatchError(KeyUnavailableError):
+    """The keyring cannot open what the database holds; ``key_ids`` names the keys it needs."""
+
+    code = "key_mismatch"
+
+    def __init__(self, message: str, *, key_ids: Sequence[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, key_ids=list(key_ids))
+        self.key_ids = tuple(key_ids)
 
 
 class DecryptionError(CryptoError):

@@ -77,9 +77,13 @@ async def test_leaks_no_key_no_start(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     settings = load_settings({"ALTER_MCP_DATA_DIR": str(tmp_path / "d"),
                               "ALTER_MCP_KEY_FILE": str(blocker / "master.key")})
+    vault = AlterVault(settings)
     with pytest.raises(KeyUnavailableError):
-        AlterVault(settings)
-    assert not (tmp_path / "d" / "vault.db").exists()
+        # The store is looked at first (a key is made only for an empty one); then refused.
+        await vault.open()
+    assert not (blocker / "master.key").exists()
+    with pytest.raises(AlterError):
+        await vault.create_managed_secret("openai", {"api_key": "sk-never-sealed"}, label="k")
 
 
 async def test_leaks_key_file_created_private(tmp_path: Path) -> None:

@@ -127,7 +127,8 @@ def keys_rotate(batch: int, max_batches: int | None, resume: bool, key_only: boo
     re-encrypted); old keys stay in the key file, so nothing becomes unreadable. Interrupted?
     Run it again: while records remain under older keys it finishes the rotation instead of
     starting another. With ALTER_MCP_MASTER_KEY it prints the new key and how to roll it out.
-    Servers read keys at start: restart them after a rotation.
+    Running servers that use the key file pick the new key up when they first meet a record
+    sealed with it; what they sealed under the old key until then, --resume moves.
     """
     from alter_mcp.config import load_settings
     from alter_mcp.crypto import add_key_to_file, encode_key, generate_key
@@ -194,7 +195,8 @@ def keys_rotate(batch: int, max_batches: int | None, resume: bool, key_only: boo
         elif report.left:
             err.print("Run `alter-mcp keys rotate` again to continue.", markup=False)
         if report.rewrapped:
-            err.print("Restart running alter-mcp servers: they read keys at start.",
+            err.print("Running servers reload the key file when they meet the new key; run "
+                      "`alter-mcp keys rotate --resume` later for what they sealed meanwhile.",
                       markup=False)
 
     emit(data, as_json, render)

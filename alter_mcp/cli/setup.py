@@ -57,13 +57,12 @@ def _executable() -> str:
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Where the database and key file live [default: $ALTER_MCP_DATA_DIR, else "
                    "the user data directory].")
-@click.option("--force", is_flag=True, help="Overwrite an existing configuration file.")
 @json_option
-def init(config_path: Path | None, data_dir: Path | None, force: bool, as_json: bool) -> None:
+def init(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Write a config file and a key file if missing; print the Claude Desktop snippet.
 
-    Safe to run again: an existing file is kept (and checked) unless --force is given, and an
-    existing key file is never replaced.
+    Safe to run again: an existing configuration or key file is never replaced (it is checked).
+    A key file is made only while the database holds nothing.
     """
     import platformdirs
 
@@ -74,34 +73,38 @@ def init(config_path: Path | None, data_dir: Path | None, force: bool, as_json: 
     default_data = os.environ.get("ALTER_MCP_DATA_DIR") or platformdirs.user_data_dir("alter-mcp")
     data = (data_dir or Path(default_data)).expanduser().resolve()
     wrote = False
-    if force or not path.exists():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # 0600: the file may later hold a client secret.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(_TEMPLATE.format(data_dir=json.dumps(str(data))))
-        except OSError as exc:
-            fail(f"Cannot write {path} ({exc.strerror}).",
-                 hint="Choose a writable place with --config.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: a file that exists (or appears meanwhile) is kept. 0600: it may later hold
+        # a client secret.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        fail(f"Cannot write {path} ({exc.strerror}).",
+             hint="Choose a writable place with --config.")
+    else:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(_TEMPLATE.format(data_dir=json.dumps(str(data))))
         wrote = True
 
     async def check() -> dict[str, Any]:
         from alter_mcp.config import load_settings
-        from alter_mcp.crypto import load_keyring
         from alter_mcp.store import open_store
+        from alter_mcp.vault.keycheck import existing_keyring, settle_keyring
 
         settings = load_settings(config=path)
-        if settings.master_key is not None:
-            key = {"source": "ALTER_MCP_MASTER_KEY", "created": False}
-        else:
-            key_file = settings.resolved_key_file
-            existed = key_file.exists()
-            ring = load_keyring(master_key=None, key_file=key_file)
-            key = {"source": str(key_file), "created": not existed, "key_id": ring.active.id}
+        key_file = settings.resolved_key_file
+        existed = settings.master_key is not None or key_file.exists()
         store = open_store(settings.resolved_database_url)
         await store.open()
-        await store.close()
+        try:
+            # The store first: a key file is made only for a database that holds nothing.
+            ring = await settle_keyring(store, settings, existing_keyring(settings))
+        finally:
+            await store.close()
+        source = "ALTER_MCP_MASTER_KEY" if settings.master_key is not None else str(key_file)
+        key = {"source": source, "created": not existed, "key_id": ring.active.id}
         return {"data_dir": str(settings.data_dir), "key": key}
 
     try:

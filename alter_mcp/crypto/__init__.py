@@ -4,13 +4,20 @@ This package never sees SQL or HTTP. The store persists the opaque blobs it retu
 for rotation, :func:`key_id_of` each blob); only the vault opens them.
 """
 
-from alter_mcp.crypto.envelope import FORMAT_VERSION, Envelope, RecordBinding, key_id_of
+from alter_mcp.crypto.envelope import (
+    FORMAT_VERSION,
+    RELOAD_INTERVAL,
+    Envelope,
+    RecordBinding,
+    key_id_of,
+)
 from alter_mcp.crypto.keyring import (
     KEY_SIZE,
     KeyEncryptionKey,
     Keyring,
     derive_key_id,
     derive_subkey,
+    key_check_value,
 )
 from alter_mcp.crypto.keysource import (
     MASTER_KEY_ENV,
@@ -29,6 +36,7 @@ __all__ = [
     "KEY_SIZE",
     "MASTER_KEY_ENV",
     "PREVIOUS_KEYS_ENV",
+    "RELOAD_INTERVAL",
     "Envelope",
     "KeyEncryptionKey",
     "Keyring",
@@ -38,6 +46,7 @@ __all__ = [
     "derive_subkey",
     "encode_key",
     "generate_key",
+    "key_check_value",
     "key_id_of",
     "load_keyring",
     "load_keyring_for",

@@ -22,7 +22,8 @@ import json
 import os
 import re
 import struct
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,9 +31,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from alter_mcp.crypto.keyring import KEY_SIZE, KeyEncryptionKey, Keyring
-from alter_mcp.errors import DecryptionError
+from alter_mcp.errors import AlterError, DecryptionError
 
-__all__ = ["FORMAT_VERSION", "Envelope", "RecordBinding", "key_id_of"]
+__all__ = ["FORMAT_VERSION", "RELOAD_INTERVAL", "Envelope", "RecordBinding", "key_id_of"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"AMV"
@@ -43,6 +44,8 @@ _KID_PATTERN = re.compile(rb"[A-Za-z0-9_.\-]{1,64}")
 _DATA_DOMAIN = b"alter-mcp data\x00"
 _WRAP_DOMAIN = b"alter-mcp dek\x00"
 _BINDING_DOMAIN = b"alter-mcp binding v1"
+#: Seconds between two reloads of the keyring's source for a key id the ring lacks.
+RELOAD_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -156,12 +159,17 @@ def _auth_failed(aad: RecordBinding, key_id: str) -> DecryptionError:
 class Envelope:
     """Seal and open values with per-value data keys wrapped by the keyring's KEKs."""
 
-    __slots__ = ("_keyring",)
+    __slots__ = ("_clock", "_keyring", "_reload", "_reloaded_at")
 
-    def __init__(self, keyring: Keyring) -> None:
+    def __init__(self, keyring: Keyring, *, reload: Callable[[], Keyring] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """Use ``keyring``; ``reload`` re-reads its source when a blob names a key it lacks."""
         if not isinstance(keyring, Keyring):
             raise TypeError(f"keyring must be a Keyring, not {type(keyring).__name__}.")
         self._keyring = keyring
+        self._reload = reload
+        self._clock = clock
+        self._reloaded_at: float | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -241,8 +249,30 @@ class Envelope:
         wrapped = AESGCM(kek.material).encrypt(nonce, dek, _wrap_aad(header, aad))
         return header + nonce + wrapped + data
 
+    def _reloaded(self, key_id: str) -> KeyEncryptionKey | None:
+        """Re-read the keyring's source for ``key_id`` (a rotation in another process)."""
+        now = self._clock()
+        if self._reload is None or (
+                self._reloaded_at is not None and now - self._reloaded_at < RELOAD_INTERVAL):
+            # Rate-limited: a blob under a key that is really gone must not make every
+            # request read the key file.
+            return None
+        self._reloaded_at = now
+        try:
+            fresh = self._reload()
+        except AlterError:
+            return None  # the source is unreadable now: keep serving with the keys we hold
+        kek = fresh.get(key_id)
+        if kek is not None:
+            # The source's active key seals from now on (rotation converges); keys only this
+            # process held are kept, so nothing it could open becomes unreadable.
+            self._keyring = Keyring(fresh.active, [*fresh.previous, *self._keyring])
+        return kek
+
     def _unwrap(self, parsed: _Parsed, aad: RecordBinding) -> bytes:
         kek: KeyEncryptionKey | None = self._keyring.get(parsed.key_id)
+        if kek is None:
+            kek = self._reloaded(parsed.key_id)
         if kek is None:
             raise DecryptionError(
                 f"The encrypted value for {aad} was sealed with key {parsed.key_id!r}, "

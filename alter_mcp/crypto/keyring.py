@@ -15,10 +15,18 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["KEY_SIZE", "KeyEncryptionKey", "Keyring", "derive_key_id", "derive_subkey"]
+__all__ = [
+    "KEY_SIZE",
+    "KeyEncryptionKey",
+    "Keyring",
+    "derive_key_id",
+    "derive_subkey",
+    "key_check_value",
+]
 
 KEY_SIZE = 32
 _ID_DOMAIN = b"alter-mcp kek id"
+_CHECK_INFO = b"alter-mcp key check v1"
 
 
 def derive_key_id(material: bytes) -> str:
@@ -78,6 +86,12 @@ def derive_subkey(key: KeyEncryptionKey, info: bytes, *, length: int = KEY_SIZE)
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(
         key.material
     )
+
+
+def key_check_value(key: KeyEncryptionKey) -> str:
+    """Return the key's check value: proof of which key sealed a database, never the key."""
+    # A subkey, not the KEK: the value is stored beside the data, and a KEK only wraps.
+    return derive_subkey(key, _CHECK_INFO, length=16).hex()
 
 
 class Keyring:

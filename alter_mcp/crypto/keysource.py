@@ -1,8 +1,9 @@
 """Where key-encryption keys come from: the environment, or a 0600 key file beside the store.
 
 ``ALTER_MCP_MASTER_KEY`` (base64 of 32 bytes) wins when set; otherwise the key file is read,
-or created with a fresh random key. There is never a plaintext fallback: without a key the
-vault refuses to start.
+or created with a fresh random key when ``create`` allows it (the vault allows it only for a
+database that holds nothing: :mod:`alter_mcp.vault.keycheck`). There is never a plaintext
+fallback: without a key the vault refuses to start.
 
 Key file (JSON, mode 0600, parent directory 0700 when we create it)::
 

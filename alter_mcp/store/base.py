@@ -10,7 +10,7 @@ or fail together. Backends translate their own exceptions into
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -384,3 +384,13 @@ class Store(Protocol):
 
     async def replace_blob(self, ref: EncryptedRef, blob: bytes, key_id: str) -> bool:
         """Replace one blob if it is still the one in ``ref`` (compare-and-swap)."""
+
+    async def sealed_key_ids(self) -> set[str]:
+        """Return the id of every key that wraps at least one stored blob."""
+
+    # -- key checks ------------------------------------------------------------------------
+    async def key_checks(self) -> dict[str, str]:
+        """Return the check value recorded for each key id that sealed records here."""
+
+    async def add_key_checks(self, checks: Mapping[str, str]) -> None:
+        """Record check values for key ids that have none; an existing one is never replaced."""

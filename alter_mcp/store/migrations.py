@@ -114,4 +114,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 ORDER BY seq DESC LIMIT 1""",
         ],
     ),
+    (
+        3,
+        [
+            # One check value per key-encryption key that sealed this database's records:
+            # without it a missing or wrong key would pass for a new, empty vault's key.
+            """CREATE TABLE key_checks (
+                key_id TEXT PRIMARY KEY,
+                check_value TEXT NOT NULL,
+                created_at REAL NOT NULL)""",
+        ],
+    ),
 ]

@@ -131,6 +131,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 ORDER BY seq DESC LIMIT 1""",
         ],
     ),
+    (
+        3,
+        [
+            """CREATE TABLE key_checks (
+                key_id TEXT PRIMARY KEY,
+                check_value TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+        ],
+    ),
 ]
 
 

@@ -11,7 +11,7 @@ writes by compare-and-swap on ``version``, and migrations by their own advisory 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -450,3 +450,25 @@ class PostgresStore(PostgresSessions):
             blob, key_id, ref.record_id, ref.blob,
         ) == 1
 
+    async def sealed_key_ids(self) -> set[str]:
+        """Return the id of every key that wraps at least one stored blob."""
+        found: set[str] = set()
+        for table, _, blob_col in _BLOB_TABLES.values():
+            rows = await self._all(
+                f"SELECT DISTINCT key_id FROM {table} WHERE {blob_col} IS NOT NULL")
+            found.update(str(r["key_id"]) for r in rows)
+        return found
+
+    # -- key checks -----------------------------------------------------------------------
+    async def key_checks(self) -> dict[str, str]:
+        """Return the check value recorded for each key id that sealed records here."""
+        rows = await self._all("SELECT key_id, check_value FROM key_checks")
+        return {str(r["key_id"]): str(r["check_value"]) for r in rows}
+
+    async def add_key_checks(self, checks: Mapping[str, str]) -> None:
+        """Record check values for key ids that have none; an existing one is never replaced."""
+        async with transaction(self._pool) as conn:
+            await conn.executemany(
+                "INSERT INTO key_checks VALUES ($1, $2, " + _DB_NOW + ") "
+                "ON CONFLICT (key_id) DO NOTHING",
+                [(kid, value) for kid, value in checks.items()])

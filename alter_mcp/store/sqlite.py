@@ -3,13 +3,13 @@
 Its parts: the connections, lifecycle and transactions (:mod:`.sqlite_base`), connect sessions
 (:mod:`.sqlite_sessions`), the audit statements (:mod:`.sqlite_audit`) and WAL checkpoints
 (:mod:`.sqlite_wal`). This module adds grants, credentials, the refresh lease, managed
-secrets, provider configs, agent keys and key rotation.
+secrets, provider configs, agent keys, key rotation and key checks.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -398,3 +398,28 @@ class SQLiteStore(SQLiteSessions):
             return cur.rowcount == 1
 
         return await self._write(run)
+
+    async def sealed_key_ids(self) -> set[str]:
+        """Return the id of every key that wraps at least one stored blob."""
+        found: set[str] = set()
+        for table, _, blob_col in _BLOB_TABLES.values():
+            rows = await self._all(
+                f"SELECT DISTINCT key_id FROM {table} WHERE {blob_col} IS NOT NULL", ())
+            found.update(str(r["key_id"]) for r in rows)
+        return found
+
+    # -- key checks -----------------------------------------------------------------------------
+    async def key_checks(self) -> dict[str, str]:
+        """Return the check value recorded for each key id that sealed records here."""
+        rows = await self._all("SELECT key_id, check_value FROM key_checks", ())
+        return {str(r["key_id"]): str(r["check_value"]) for r in rows}
+
+    async def add_key_checks(self, checks: Mapping[str, str]) -> None:
+        """Record check values for key ids that have none; an existing one is never replaced."""
+        now = now_epoch()
+
+        def run(c: Conn) -> None:
+            c.executemany("INSERT OR IGNORE INTO key_checks VALUES (?, ?, ?)",
+                          [(kid, value, now) for kid, value in checks.items()])
+
+        await self._write(run)

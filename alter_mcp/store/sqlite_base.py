@@ -13,7 +13,10 @@ interleave with a synchronous transaction, and skipping the lock saves an event-
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,8 +118,27 @@ class SQLiteBase:
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
+    def _make_private(self) -> None:
+        """Create the database file 0600 (SQLite gives ``-wal``/``-shm`` its mode) or tighten it."""
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+        if os.name != "posix":
+            return
+        for suffix in ("", "-wal", "-shm"):
+            path = self._path.with_name(self._path.name + suffix)
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                    # Sealed blobs are safe anywhere, but the grants, owners and audit trail
+                    # beside them are nobody else's business.
+                    os.chmod(path, 0o600)
+
     def _open_sync(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._make_private()
         writer = self._connect(self._busy_timeout_ms)
         try:
             writer.execute("PRAGMA journal_mode = WAL")

@@ -20,7 +20,7 @@ import httpx2
 from alter_mcp import identity as _identity
 from alter_mcp.audit import AuditEntry, AuditLog, ChainReport
 from alter_mcp.config import Settings, load_settings
-from alter_mcp.crypto import Envelope, Keyring, load_keyring_for
+from alter_mcp.crypto import Envelope, Keyring
 from alter_mcp.errors import (
     AlterError,
     ConfigurationError,
@@ -45,6 +45,7 @@ from alter_mcp.proxy import Sender, new_client
 from alter_mcp.redaction import Secret
 from alter_mcp.store import Store, open_store
 from alter_mcp.store.base import PruneResult
+from alter_mcp.vault.keycheck import existing_keyring, keyring_loader, settle_keyring
 
 __all__ = ["VaultBase", "secret_binding"]
 
@@ -59,15 +60,19 @@ class _Core:
     """What every identity-bound view of one vault shares: store, keys, catalogue, audit."""
 
     def __init__(
-        self, settings: Settings, store: Store, envelope: Envelope, catalog: Catalog,
-        clock: Callable[[], datetime], http: httpx2.AsyncClient | None = None,
+        self, settings: Settings, store: Store, keyring: Keyring | None, catalog: Catalog,
+        clock: Callable[[], datetime], http: httpx2.AsyncClient | None = None, *,
+        reload: Callable[[], Keyring] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.envelope = envelope
+        #: The keyring to check against the store at open; None: make one if the vault is new.
+        self.keyring = keyring
+        self.reload = reload
+        self._envelope: Envelope | None = None
         self.catalog = catalog
         self.clock = clock
-        self.audit = AuditLog(store, clock=clock, keyring=envelope.keyring)
+        self.audit = AuditLog(store, clock=clock)
         self.opened = False
         self.views = 0
         # An injected client is the caller's to close; the default one is the vault's.
@@ -85,6 +90,22 @@ class _Core:
         """Return the current policy rules (reloaded if the policy file changed)."""
         return self.policy.rules() if self.policy is not None else ()
 
+    @property
+    def envelope(self) -> Envelope:
+        """Return the envelope cipher, once open has checked its keyring against the store."""
+        if self._envelope is None:
+            raise StoreError("The vault is not open.", hint="Use the vault as `async with`.")
+        return self._envelope
+
+    async def open_keys(self) -> None:
+        """Settle the keyring against the open store and build the envelope cipher."""
+        # Checked at every open, with the keys a reload may have added: the database may have
+        # changed while the vault was closed.
+        held = self._envelope.keyring if self._envelope is not None else self.keyring
+        self.keyring = await settle_keyring(self.store, self.settings, held)
+        self._envelope = Envelope(self.keyring, reload=self.reload)
+        # The audit head is signed with the keys just checked against this database.
+        self.audit.use_keyring(self.keyring)
 
 
 class VaultBase:
@@ -104,14 +125,20 @@ class VaultBase:
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         settings = settings or load_settings()
-        keyring = keyring or load_keyring_for(settings)
+        reload = None
+        if keyring is None:
+            reload = keyring_loader(settings)
+            # A bad key setting fails here; a key file that does not exist yet is made at open,
+            # and only if the store holds nothing (settle_keyring).
+            keyring = existing_keyring(settings)
         self._core = _Core(
             settings,
             store or open_store(settings.resolved_database_url),
-            Envelope(keyring),
+            keyring,
             catalog or load_catalog(settings.catalog),
             clock,
             http_client,
+            reload=reload,
         )
         self._identity_source = identity
         self.caller = caller
@@ -135,10 +162,15 @@ class VaultBase:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
-        """Open the store (applying migrations) and the outbound HTTP client."""
+        """Open the store (applying migrations), check the keys against it, open the HTTP client."""
         core = self._core
         if not core.opened:
             await core.store.open()
+            try:
+                await core.open_keys()
+            except BaseException:
+                await core.store.close()
+                raise
             if core.http is None:
                 core.http = httpx2.AsyncClient(timeout=core.settings.request_timeout,
                                                follow_redirects=False)

@@ -9,6 +9,7 @@ import pytest
 
 from alter_mcp.crypto import (
     FORMAT_VERSION,
+    RELOAD_INTERVAL,
     Envelope,
     KeyEncryptionKey,
     Keyring,
@@ -278,3 +279,55 @@ def test_envelope_repr_hides_key_material(envelope: Envelope, key_a: KeyEncrypti
     """The envelope's repr names key ids only."""
     assert key_a.id in repr(envelope)
     assert_no_leak(repr(envelope) + str(envelope), key_a.material)
+
+
+class _Source:
+    """A key source whose keys change under the envelope, counting how often it is read."""
+
+    def __init__(self, ring: Keyring) -> None:
+        self.ring = ring
+        self.reads = 0
+
+    def __call__(self) -> Keyring:
+        self.reads += 1
+        return self.ring
+
+
+def test_envelope_reloads_its_source_for_an_unknown_key_id(
+        key_a: KeyEncryptionKey, key_b: KeyEncryptionKey, binding: RecordBinding) -> None:
+    """A blob under a key added to the source since start opens after one reload."""
+    source = _Source(Keyring(key_a))
+    running = Envelope(source(), reload=source)
+    source.ring = Keyring(key_b, [key_a])  # another process rotated: key_b is now active
+    blob = Envelope(source.ring).seal(PLAINTEXT, aad=binding)
+    assert running.open(blob, aad=binding) == PLAINTEXT
+    assert source.reads == 2
+    assert running.keyring.active.id == key_b.id and key_a.id in running.keyring
+    assert key_id_of(running.seal(PLAINTEXT, aad=binding)) == key_b.id
+
+
+def test_envelope_reload_is_rate_limited_and_keeps_known_keys(
+        key_a: KeyEncryptionKey, key_b: KeyEncryptionKey, binding: RecordBinding) -> None:
+    """A key that is really gone costs one reload per interval, and a reload never drops keys."""
+    now = [100.0]
+    source = _Source(Keyring(key_a))
+    running = Envelope(source(), reload=source, clock=lambda: now[0])
+    gone = Envelope(Keyring(KeyEncryptionKey(os.urandom(32)))).seal(PLAINTEXT, aad=binding)
+    for _ in range(3):
+        with pytest.raises(DecryptionError, match="missing from the keyring"):
+            running.open(gone, aad=binding)
+    assert source.reads == 2
+    now[0] += RELOAD_INTERVAL
+    source.ring = Keyring(key_b)  # a source that lost key_a
+    with pytest.raises(DecryptionError):
+        running.open(gone, aad=binding)
+    assert source.reads == 3 and running.keyring.active.id == key_a.id
+    assert running.open(Envelope(Keyring(key_a)).seal(b"x", aad=binding), aad=binding) == b"x"
+
+
+def test_envelope_without_a_source_never_reloads(
+        key_a: KeyEncryptionKey, key_b: KeyEncryptionKey, binding: RecordBinding) -> None:
+    """An envelope built from a fixed keyring fails at once on an unknown key id."""
+    blob = Envelope(Keyring(key_b)).seal(PLAINTEXT, aad=binding)
+    with pytest.raises(DecryptionError, match=key_b.id):
+        Envelope(Keyring(key_a)).open(blob, aad=binding)

@@ -10,7 +10,13 @@ import re
 
 import pytest
 
-from alter_mcp.crypto import KeyEncryptionKey, Keyring, derive_key_id, derive_subkey
+from alter_mcp.crypto import (
+    KeyEncryptionKey,
+    Keyring,
+    derive_key_id,
+    derive_subkey,
+    key_check_value,
+)
 from tests.crypto.helpers import assert_no_leak
 
 
@@ -163,3 +169,15 @@ def test_subkey_refuses_raw_bytes_as_key() -> None:
     """Only a KeyEncryptionKey can be derived from, so raw material is never passed around."""
     with pytest.raises(TypeError, match="KeyEncryptionKey"):
         derive_subkey(os.urandom(32), b"purpose")  # type: ignore[arg-type]
+
+
+def test_key_check_value_is_stable_per_key_and_reveals_nothing() -> None:
+    """A key's check value is the same every time, differs between keys, and shows no key."""
+    material = os.urandom(32)
+    key = KeyEncryptionKey(material)
+    value = key_check_value(key)
+    assert value == key_check_value(KeyEncryptionKey(material))
+    assert value != key_check_value(KeyEncryptionKey(os.urandom(32)))
+    assert re.fullmatch(r"[0-9a-f]{32}", value)
+    assert value not in (derive_subkey(key, b"alter-mcp audit checkpoint")[:16].hex(), key.id)
+    assert_no_leak(value, material)

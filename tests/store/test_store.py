@@ -261,6 +261,29 @@ async def test_store_blobs_not_under_and_replace(store: Store) -> None:
     assert await store.blobs_not_under("kek_new", limit=10) == []
 
 
+async def test_store_sealed_key_ids_names_every_wrapping_key(store: Store) -> None:
+    """Every key id that wraps a stored blob, in any sealed column, is reported once."""
+    assert await store.sealed_key_ids() == set()
+    grant = make_grant(1, SystemPrincipal())
+    await store.insert_grant(grant, cred(grant.grant_id, key_id="kek_old"))
+    await store.insert_grant(make_grant(2, SystemPrincipal()),
+                             cred("g000002", key_id="kek_old"))
+    secret = ManagedSecret(secret_id="sec1", provider_id="openai", label="prod",
+                           field_names=("api_key",), created_at=T0)
+    await store.insert_secret(secret, b"sblob", "kek_new")
+    assert await store.sealed_key_ids() == {"kek_old", "kek_new"}
+
+
+async def test_store_key_checks_are_recorded_once_and_never_replaced(store: Store) -> None:
+    """A key id's first check value stays; later ones for the same id are ignored."""
+    assert await store.key_checks() == {}
+    await store.add_key_checks({"kek_a": "c" * 32, "kek_b": "d" * 32})
+    await store.add_key_checks({"kek_a": "e" * 32, "kek_c": "f" * 32})
+    await store.add_key_checks({})
+    assert await store.key_checks() == {"kek_a": "c" * 32, "kek_b": "d" * 32,
+                                        "kek_c": "f" * 32}
+
+
 async def test_store_constraint_violation_is_typed(store: Store) -> None:
     """A duplicate id raises StoreError, not a backend exception."""
     await store.insert_grant(make_grant(1), None)
