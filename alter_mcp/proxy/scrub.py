@@ -1,0 +1,232 @@
+"""Scrubbing a provider's answer in bytes, before it is capped, decoded or shown.
+
+A provider that echoes the request (many do) sends the credential back; the answer's own
+label decides how it would be read. So the raw bytes are scrubbed first, for every form of the
+credential (:func:`alter_mcp.proxy.inject.secret_forms`) as UTF-8/Latin-1, as UTF-16 and
+UTF-32 (both byte orders) and, when the charset label names a text encoding that is not
+honoured (EBCDIC, UTF-7, ...), as that encoding too. Only then is the body capped, and a cut
+never ends with the start of a form nor (for a ranged answer) begins with the end of one.
+
+Only :data:`HONOURED_CHARSETS` decode a body; any other text encoding, or an unknown label, is
+read as UTF-8 with replacement characters, and a label that names a bytes-to-bytes transform
+(``base64``, ``hex``, ``zlib``, ``rot13``, ...) makes the body binary (summarised, never shown).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, AnyStr, NamedTuple, NoReturn
+
+from alter_mcp.redaction import REDACTED
+
+__all__ = [
+    "HONOURED_CHARSETS",
+    "MIN_PARTIAL",
+    "AnswerForms",
+    "ByteForm",
+    "Charset",
+    "answer_forms",
+    "charset_of",
+    "clean_text",
+    "decode_text",
+    "reveals",
+    "scrub_bytes",
+    "trim_cut",
+]
+
+#: Charsets a body is decoded with (Python's canonical codec names; aliases resolve to them).
+#: All are ASCII-compatible or UTF-16/32, whose forms are scrubbed in the raw bytes.
+HONOURED_CHARSETS = frozenset({
+    "utf-8", "utf-8-sig", "ascii", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
+    "utf-32-be", "iso8859-1", "iso8859-2", "iso8859-3", "iso8859-4", "iso8859-5",
+    "iso8859-6", "iso8859-7", "iso8859-8", "iso8859-9", "iso8859-10", "iso8859-11",
+    "iso8859-13", "iso8859-14", "iso8859-15", "iso8859-16", "cp1250", "cp1251", "cp1252",
+    "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp1258", "koi8-r", "koi8-u",
+    "shift_jis", "cp932", "euc_jp", "euc_kr", "cp949", "gb2312", "gbk", "gb18030", "big5",
+    "big5hkscs",
+})
+
+#: The shortest piece of a form a cut edge may not show (for forms of 8+ characters).
+#: Four characters: text ends with a given form's first four characters about once in 2**24
+#: (base64 alphabet), so ordinary text is practically never trimmed, while what may show, at
+#: most three characters, is always the same first (or last) three whatever the cut offset, so
+#: repeated calls with shifted cuts learn nothing more.
+MIN_PARTIAL = 4
+
+_FALLBACK = "utf-8"
+_WIDE = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Charset:
+    """How a body with this charset label is read."""
+
+    label: str | None
+    #: The codec that decodes the body: an honoured label, else UTF-8 with replacement.
+    codec: str = _FALLBACK
+    #: False when the label names a bytes-to-bytes transform: the body is not text at all.
+    is_text: bool = True
+    #: A text encoding the label names but that is not honoured: forms are scrubbed in it too.
+    disguise: str | None = None
+
+
+def charset_of(content_type: str | None) -> Charset:
+    """Return how a body labelled ``content_type`` is decoded (never raises)."""
+    match = _CHARSET.search(content_type or "")
+    if match is None:
+        return Charset(label=None)
+    label = match.group(1)
+    try:
+        info = codecs.lookup(label)
+    except LookupError:
+        return Charset(label=label)
+    # Python marks its bytes-to-bytes and str-to-str codecs (base64, zlib, rot13...) this way.
+    if not getattr(info, "_is_text_encoding", True):
+        return Charset(label=label, is_text=False)
+    if info.name in HONOURED_CHARSETS:
+        return Charset(label=label, codec=info.name)
+    return Charset(label=label, disguise=info.name)
+
+
+def _least(form: str) -> int:
+    return MIN_PARTIAL if len(form) >= 2 * MIN_PARTIAL else max(2, len(form) // 2)
+
+
+class ByteForm(NamedTuple):
+    """One encoding of a form: its bytes, the shortest piece a cut may not show, its stand-in."""
+
+    data: bytes
+    least: int
+    replacement: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerForms:
+    """Every form of the credential an answer may carry, as text and as bytes."""
+
+    charset: Charset
+    #: (text form, the shortest piece of it a cut may not show), longest first.
+    text: tuple[tuple[str, int], ...] = field(repr=False)
+    #: Byte forms in UTF-8, Latin-1 and any disguise, longest first.
+    narrow: tuple[ByteForm, ...] = field(repr=False)
+    #: The same in UTF-16/32: only a body with a NUL byte can hold one.
+    wide: tuple[ByteForm, ...] = field(repr=False)
+
+    @property
+    def margin(self) -> int:
+        """Return how many bytes past a cap to read so a form across the cut is seen whole."""
+        return max((len(f.data) for f in (*self.narrow, *self.wide)), default=0)
+
+    def forms_in(self, data: bytes) -> tuple[ByteForm, ...]:
+        """Return the byte forms worth searching ``data`` for."""
+        return (*self.narrow, *self.wide) if self.wide and b"\x00" in data else self.narrow
+
+    def edges_in(self, data: bytes) -> list[tuple[bytes, int]]:
+        """Return (byte form, shortest piece) pairs for :func:`trim_cut` on ``data``."""
+        return [(f.data, f.least) for f in self.forms_in(data)]
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("AnswerForms holds secret values and cannot be pickled")
+
+
+def _encoded(form: str, least: int, codec: str, shown_as: str) -> ByteForm | None:
+    try:
+        data, shown, nxt = (form.encode(codec), form[:least - 1].encode(codec),
+                            form[least - 1:least].encode(codec))
+        # The first byte past least-1 characters that tells anything of the next one (a
+        # big-endian NUL high byte tells nothing) is the shortest piece a cut may not show.
+        telling = len(nxt) - len(nxt.lstrip(b"\x00")) + 1
+        return ByteForm(data, len(shown) + telling, REDACTED.encode(shown_as))
+    except Exception:  # some codecs (idna, undefined) refuse any text
+        return None
+
+
+def _ordered(found: dict[bytes, ByteForm]) -> tuple[ByteForm, ...]:
+    return tuple(sorted(found.values(), key=lambda f: (-len(f.data), f.data)))
+
+
+def answer_forms(secrets: Sequence[str], content_type: str | None) -> AnswerForms:
+    """Return the text and byte forms of ``secrets`` to scrub from an answer so labelled."""
+    charset = charset_of(content_type)
+    text = tuple((form, _least(form)) for form in secrets)
+    narrow: dict[bytes, ByteForm] = {}
+    wide: dict[bytes, ByteForm] = {}
+    # A disguised form is replaced in ASCII: the body is then read as UTF-8.
+    narrow_codecs = ("utf-8", "latin-1", *((charset.disguise,) if charset.disguise else ()))
+    for form, least in text:
+        for codec in narrow_codecs:
+            if (found := _encoded(form, least, codec, "ascii")) is not None:
+                narrow.setdefault(found.data, found)
+        for codec in _WIDE:
+            if (found := _encoded(form, least, codec, codec)) is not None:
+                wide.setdefault(found.data, found)
+    return AnswerForms(charset=charset, text=text, narrow=_ordered(narrow), wide=_ordered(wide))
+
+
+def scrub_bytes(data: bytes, forms: AnswerForms) -> bytes:
+    """Return ``data`` with every byte form replaced by ``[redacted]`` in its own encoding."""
+    for form in forms.forms_in(data):
+        if form.data in data:
+            data = data.replace(form.data, form.replacement)
+    return data
+
+
+def _cut_end(data: AnyStr, forms: Sequence[tuple[AnyStr, int]]) -> int:
+    cut = 0
+    for form, least in forms:
+        for size in range(min(len(form), len(data)), least - 1, -1):
+            if size > cut and data.endswith(form[:size]):
+                cut = size
+                break
+    return cut
+
+
+def _cut_start(data: AnyStr, forms: Sequence[tuple[AnyStr, int]]) -> int:
+    cut = 0
+    for form, least in forms:
+        for size in range(min(len(form), len(data)), least - 1, -1):
+            if size > cut and data.startswith(form[-size:]):
+                cut = size
+                break
+    return cut
+
+
+def trim_cut(
+    data: AnyStr, forms: Sequence[tuple[AnyStr, int]], *, end: bool, start: bool,
+) -> AnyStr:
+    """Return ``data`` without a piece of a form at a cut edge (its end, and/or its start)."""
+    # Repeated: what is left after one trim may itself end with the start of another form.
+    while end and (cut := _cut_end(data, forms)):
+        data = data[:-cut]
+    while start and (cut := _cut_start(data, forms)):
+        data = data[cut:]
+    return data
+
+
+def clean_text(text: str) -> str:
+    """Return ``text`` with lone surrogates (no UTF-8 can carry them) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def decode_text(data: bytes, charset: Charset, *, truncated: bool) -> str:
+    """Return ``data`` decoded by ``charset`` with replacement characters, never raising."""
+    decoder = codecs.getincrementaldecoder(charset.codec)(errors="replace")
+    # final=False when truncated: a character cut in half is dropped, not shown as U+FFFD.
+    return clean_text(decoder.decode(data, final=not truncated))
+
+
+def reveals(text: str, forms: AnswerForms) -> bool:
+    """Return True if ``text`` read back through the label's own encoding shows a form."""
+    disguise = forms.charset.disguise
+    if disguise is None:
+        return False
+    try:
+        back: Any = text.encode("utf-8").decode(disguise, "replace")
+    except Exception:  # a codec that cannot decode cannot reveal either
+        return False
+    return any(form in back for form, _ in forms.text)
