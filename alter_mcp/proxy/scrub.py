@@ -57,6 +57,8 @@ HONOURED_CHARSETS = frozenset({
 MIN_PARTIAL = 4
 
 _FALLBACK = "utf-8"
+_BOMS = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
+         "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
 _WIDE = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -215,9 +217,16 @@ def clean_text(text: str) -> str:
 
 def decode_text(data: bytes, charset: Charset, *, truncated: bool) -> str:
     """Return ``data`` decoded by ``charset`` with replacement characters, never raising."""
-    decoder = codecs.getincrementaldecoder(charset.codec)(errors="replace")
+    codec = charset.codec
+    if codec in ("utf-16", "utf-32") and not data.startswith(_BOMS[codec]):
+        codec += "-be"  # RFC 2781: without a byte order mark, big-endian (Python would raise)
     # final=False when truncated: a character cut in half is dropped, not shown as U+FFFD.
-    return clean_text(decoder.decode(data, final=not truncated))
+    try:
+        text = codecs.getincrementaldecoder(codec)(errors="replace").decode(
+            data, final=not truncated)
+    except UnicodeError:  # no decoder in the allow-list is known to raise; never let one
+        text = data.decode(_FALLBACK, "replace")
+    return clean_text(text)
 
 
 def reveals(text: str, forms: AnswerForms) -> bool:

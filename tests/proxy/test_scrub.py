@@ -174,3 +174,12 @@ def test_build_result_scrubs_escaped_slash_and_lowercase_percent_forms() -> None
         shown = str(result.body)
         assert slashed not in shown and lower not in shown and KEY not in shown
         assert shown.count(REDACTED) == 3
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])
+def test_decode_text_reads_utf16_and_utf32_without_bom_as_big_endian(codec: str) -> None:
+    """A utf-16/utf-32 label without a byte order mark is read big-endian, never raising."""
+    charset = charset_of(f"text/plain; charset={codec}")
+    assert decode_text("héllo".encode(f"{codec}-be"), charset, truncated=False) == "héllo"
+    assert decode_text("héllo".encode(codec), charset, truncated=False) == "héllo"
+    decode_text(b'{"a": 1}', charset, truncated=False)
