@@ -15,10 +15,11 @@ read as UTF-8 with replacement characters, and a label that names a bytes-to-byt
 from __future__ import annotations
 
 import codecs
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AnyStr, NamedTuple, NoReturn
+from typing import Any, AnyStr, NoReturn
 
 from alter_mcp.redaction import REDACTED
 
@@ -61,6 +62,7 @@ _BOMS = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
          "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
 _WIDE = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.IGNORECASE)
+_ASCII_REDACTED = REDACTED.encode("ascii")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -99,12 +101,9 @@ def _least(form: str) -> int:
     return MIN_PARTIAL if len(form) >= 2 * MIN_PARTIAL else max(2, len(form) // 2)
 
 
-class ByteForm(NamedTuple):
-    """One encoding of a form: its bytes, the shortest piece a cut may not show, its stand-in."""
-
-    data: bytes
-    least: int
-    replacement: bytes
+#: One encoding of a form: its bytes, the shortest piece a cut may not show (in bytes), and
+#: what replaces it. A plain tuple: one is built per form on every answer.
+ByteForm = tuple[bytes, int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,21 +115,31 @@ class AnswerForms:
     text: tuple[tuple[str, int], ...] = field(repr=False)
     #: Byte forms in UTF-8, Latin-1 and any disguise, longest first.
     narrow: tuple[ByteForm, ...] = field(repr=False)
-    #: The same in UTF-16/32: only a body with a NUL byte can hold one.
-    wide: tuple[ByteForm, ...] = field(repr=False)
 
     @property
     def margin(self) -> int:
         """Return how many bytes past a cap to read so a form across the cut is seen whole."""
-        return max((len(f.data) for f in (*self.narrow, *self.wide)), default=0)
+        # UTF-32 takes 4 bytes a character, UTF-16 at most 4; a disguise form is measured.
+        # Both tuples are longest first.
+        return max(4 * len(self.text[0][0]) if self.text else 0,
+                   len(self.narrow[0][0]) if self.narrow else 0)
+
+    def wide(self) -> tuple[ByteForm, ...]:
+        """Return the UTF-16/32 byte forms (worked out only for a body holding a NUL byte)."""
+        found: dict[bytes, ByteForm] = {}
+        for form, least in self.text:
+            for codec in _WIDE:
+                if (pair := _encoded(form, least, codec, codec)) is not None:
+                    found.setdefault(pair[0], pair)
+        return _ordered(found.values())
 
     def forms_in(self, data: bytes) -> tuple[ByteForm, ...]:
         """Return the byte forms worth searching ``data`` for."""
-        return (*self.narrow, *self.wide) if self.wide and b"\x00" in data else self.narrow
+        return (*self.narrow, *self.wide()) if b"\x00" in data else self.narrow
 
     def edges_in(self, data: bytes) -> list[tuple[bytes, int]]:
         """Return (byte form, shortest piece) pairs for :func:`trim_cut` on ``data``."""
-        return [(f.data, f.least) for f in self.forms_in(data)]
+        return [(form, least) for form, least, _ in self.forms_in(data)]
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("AnswerForms holds secret values and cannot be pickled")
@@ -143,58 +152,77 @@ def _encoded(form: str, least: int, codec: str, shown_as: str) -> ByteForm | Non
         # The first byte past least-1 characters that tells anything of the next one (a
         # big-endian NUL high byte tells nothing) is the shortest piece a cut may not show.
         telling = len(nxt) - len(nxt.lstrip(b"\x00")) + 1
-        return ByteForm(data, len(shown) + telling, REDACTED.encode(shown_as))
+        return data, len(shown) + telling, REDACTED.encode(shown_as)
     except Exception:  # some codecs (idna, undefined) refuse any text
         return None
 
 
-def _ordered(found: dict[bytes, ByteForm]) -> tuple[ByteForm, ...]:
-    return tuple(sorted(found.values(), key=lambda f: (-len(f.data), f.data)))
+def _ordered(found: Iterable[ByteForm]) -> tuple[ByteForm, ...]:
+    forms = tuple(found)
+    # Forms come longest first (KnownSecrets), and ASCII ones keep that order as bytes.
+    if all(len(a[0]) >= len(b[0]) for a, b in itertools.pairwise(forms)):
+        return forms
+    return tuple(sorted(forms, key=lambda f: (-len(f[0]), f[0])))
 
 
 def answer_forms(secrets: Sequence[str], content_type: str | None) -> AnswerForms:
     """Return the text and byte forms of ``secrets`` to scrub from an answer so labelled."""
     charset = charset_of(content_type)
-    text = tuple((form, _least(form)) for form in secrets)
+    text = tuple((form, MIN_PARTIAL if len(form) >= 2 * MIN_PARTIAL else _least(form))
+                 for form in secrets)
+    if charset.disguise is None and all(form.isascii() for form in secrets):
+        # The common case, on every request: one byte a character, nothing to merge.
+        return AnswerForms(charset=charset, text=text, narrow=_ordered(
+            (form.encode("ascii"), least, _ASCII_REDACTED) for form, least in text))
     narrow: dict[bytes, ByteForm] = {}
-    wide: dict[bytes, ByteForm] = {}
-    # A disguised form is replaced in ASCII: the body is then read as UTF-8.
-    narrow_codecs = ("utf-8", "latin-1", *((charset.disguise,) if charset.disguise else ()))
     for form, least in text:
-        for codec in narrow_codecs:
-            if (found := _encoded(form, least, codec, "ascii")) is not None:
-                narrow.setdefault(found.data, found)
-        for codec in _WIDE:
-            if (found := _encoded(form, least, codec, codec)) is not None:
-                wide.setdefault(found.data, found)
-    return AnswerForms(charset=charset, text=text, narrow=_ordered(narrow), wide=_ordered(wide))
+        if form.isascii():  # nearly always: one byte a character in UTF-8 and Latin-1 alike
+            data = form.encode("ascii")
+            narrow.setdefault(data, (data, least, _ASCII_REDACTED))
+        else:
+            for codec in ("utf-8", "latin-1"):
+                if (found := _encoded(form, least, codec, "ascii")) is not None:
+                    narrow.setdefault(found[0], found)
+        # A disguised form is replaced in ASCII: the body is then read as UTF-8.
+        if charset.disguise and (found := _encoded(form, least, charset.disguise,
+                                                   "ascii")) is not None:
+            narrow.setdefault(found[0], found)
+    return AnswerForms(charset=charset, text=text, narrow=_ordered(narrow.values()))
 
 
 def scrub_bytes(data: bytes, forms: AnswerForms) -> bytes:
     """Return ``data`` with every byte form replaced by ``[redacted]`` in its own encoding."""
-    for form in forms.forms_in(data):
-        if form.data in data:
-            data = data.replace(form.data, form.replacement)
+    for form, _, replacement in forms.forms_in(data):
+        if form in data:
+            data = data.replace(form, replacement)
     return data
 
 
 def _cut_end(data: AnyStr, forms: Sequence[tuple[AnyStr, int]]) -> int:
-    cut = 0
+    """Return the length of the longest piece (of least+ characters) of a form ending data."""
+    cut, last = 0, data[-1:]
     for form, least in forms:
-        for size in range(min(len(form), len(data)), least - 1, -1):
-            if size > cut and data.endswith(form[:size]):
-                cut = size
+        # Only sizes whose final character is data's final character can match.
+        at = form.rfind(last, 0, min(len(form), len(data)))
+        while at >= max(least, cut + 1) - 1:
+            if data.endswith(form[:at + 1]):
+                cut = at + 1
                 break
+            at = form.rfind(last, 0, at)
     return cut
 
 
 def _cut_start(data: AnyStr, forms: Sequence[tuple[AnyStr, int]]) -> int:
-    cut = 0
+    """Return the length of the longest piece (of least+ characters) of a form starting data."""
+    cut, first = 0, data[:1]
     for form, least in forms:
-        for size in range(min(len(form), len(data)), least - 1, -1):
-            if size > cut and data.startswith(form[-size:]):
-                cut = size
+        end = len(form) - max(least, cut + 1) + 1
+        at = form.find(first, max(0, len(form) - len(data)), max(end, 0))
+        while at != -1:
+            if data.startswith(form[at:]):
+                cut = len(form) - at
                 break
+            at = form.find(first, at + 1, end)
     return cut
 
 
@@ -212,7 +240,13 @@ def trim_cut(
 
 def clean_text(text: str) -> str:
     """Return ``text`` with lone surrogates (no UTF-8 can carry them) as U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")  # a C-speed scan; the regex below is ten times slower
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def decode_text(data: bytes, charset: Charset, *, truncated: bool) -> str:
