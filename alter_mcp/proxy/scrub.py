@@ -116,13 +116,8 @@ class AnswerForms:
     #: Byte forms in UTF-8, Latin-1 and any disguise, longest first.
     narrow: tuple[ByteForm, ...] = field(repr=False)
 
-    @property
-    def margin(self) -> int:
-        """Return how many bytes past a cap to read so a form across the cut is seen whole."""
-        # UTF-32 takes 4 bytes a character, UTF-16 at most 4; a disguise form is measured.
-        # Both tuples are longest first.
-        return max(4 * len(self.text[0][0]) if self.text else 0,
-                   len(self.narrow[0][0]) if self.narrow else 0)
+    #: How many bytes past a cap to read so that a form across the cut is seen whole.
+    margin: int = 0
 
     def wide(self) -> tuple[ByteForm, ...]:
         """Return the UTF-16/32 byte forms (worked out only for a body holding a NUL byte)."""
@@ -168,11 +163,10 @@ def _ordered(found: Iterable[ByteForm]) -> tuple[ByteForm, ...]:
 def answer_forms(secrets: Sequence[str], content_type: str | None) -> AnswerForms:
     """Return the text and byte forms of ``secrets`` to scrub from an answer so labelled."""
     charset = charset_of(content_type)
-    text = tuple((form, MIN_PARTIAL if len(form) >= 2 * MIN_PARTIAL else _least(form))
-                 for form in secrets)
+    text = tuple((form, _least(form)) for form in secrets)
     if charset.disguise is None and all(form.isascii() for form in secrets):
         # The common case, on every request: one byte a character, nothing to merge.
-        return AnswerForms(charset=charset, text=text, narrow=_ordered(
+        return _with_margin(charset, text, _ordered(
             (form.encode("ascii"), least, _ASCII_REDACTED) for form, least in text))
     narrow: dict[bytes, ByteForm] = {}
     for form, least in text:
@@ -187,7 +181,16 @@ def answer_forms(secrets: Sequence[str], content_type: str | None) -> AnswerForm
         if charset.disguise and (found := _encoded(form, least, charset.disguise,
                                                    "ascii")) is not None:
             narrow.setdefault(found[0], found)
-    return AnswerForms(charset=charset, text=text, narrow=_ordered(narrow.values()))
+    return _with_margin(charset, text, _ordered(narrow.values()))
+
+
+def _with_margin(
+    charset: Charset, text: tuple[tuple[str, int], ...], narrow: tuple[ByteForm, ...],
+) -> AnswerForms:
+    # UTF-32 takes 4 bytes a character and UTF-16 at most 4; a disguised form is measured.
+    margin = max((4 * len(form) for form, _ in text), default=0)
+    margin = max(margin, len(narrow[0][0]) if narrow else 0)  # narrow is longest first
+    return AnswerForms(charset=charset, text=text, narrow=narrow, margin=margin)
 
 
 def scrub_bytes(data: bytes, forms: AnswerForms) -> bytes:
