@@ -8,6 +8,7 @@ its ``/response-headers`` adds a second Content-Type after its own ``application
 
 from __future__ import annotations
 
+import base64
 import codecs
 import contextlib
 import json
@@ -100,6 +101,37 @@ async def test_send_cap_at_every_offset_shows_no_piece_of_the_key(
     # The calls together cover every cut through the key: none of them puts a piece back.
     assert pieces("\n".join(seen)) == []
     assert sum(REDACTED in text for text in seen) > len(seen) // 4
+
+
+BASIC = Injection(kind=InjectionKind.BASIC, username="{username}", password="{api_key}")
+
+
+#: httpbin endpoints and what of the request each echoes (headers, query, or both).
+ECHOES = [(path, rule) for path, rules in (
+    ("/anything", (HEADER, QUERY, BASIC)), ("/get", (HEADER, QUERY, BASIC)),
+    ("/stream/3", (HEADER, QUERY, BASIC)), ("/headers", (HEADER, BASIC)),
+    ("/gzip", (HEADER, BASIC)), ("/deflate", (HEADER, BASIC)), ("/response-headers", (QUERY,)),
+) for rule in rules]
+
+
+@pytest.mark.parametrize(("path", "rule"), ECHOES,
+                         ids=[f"{p}-{r.kind.value}" for p, r in ECHOES])
+async def test_send_httpbin_echo_endpoints_show_no_form(
+    httpbin: HttpbinPeer, sender: Sender, path: str, rule: Injection,
+) -> None:
+    """Every httpbin endpoint that echoes the request shows no form, whole or cut anywhere."""
+    provider = make_provider(rule, port=httpbin.port, fields=("username", "api_key"),
+                             public=("username",))
+    prepared = prepare(provider, "GET", f"{base(httpbin)}{path}", allow_insecure_http=True,
+                       query_params={"q": "1"})
+    values = credential(username="svc-user", api_key=KEY)
+    forms = secret_forms([KEY, f"svc-user:{KEY}",
+                          base64.b64encode(f"svc-user:{KEY}".encode()).decode()])
+    whole = await sender.send(prepared, provider, values)
+    assert whole.status == 200 and REDACTED in shown(whole)
+    for cap in (None, *range(7, whole.size, max(1, whole.size // 23))):
+        text = shown(await sender.send(prepared, provider, values, max_bytes=cap))
+        assert not any(form in text for form in forms) and pieces(text) == [], cap
 
 
 async def test_send_cap_through_a_utf16_echo_shows_no_piece_of_the_key(
