@@ -1,8 +1,9 @@
 """``authenticated_request`` answers that would break a tool result or hide a credential.
 
-A provider (the loopback echo server) answers with lone surrogates, or under a charset label
-that names no text encoding; through a real in-memory MCP client, in both protocol eras, the
-tool result stays valid, shows no form of the key, and the call is audited.
+A provider (the loopback echo server) answers with lone surrogates, under a charset label that
+names no text encoding, or with the key across the vault's cap; through a real in-memory MCP
+client, in both protocol eras, the tool result stays valid, shows no piece of the key, and the
+call is audited.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from alter_mcp.models import SystemPrincipal
 from alter_mcp.proxy.inject import secret_forms
+from alter_mcp.proxy.scrub import MIN_PARTIAL
 from alter_mcp.redaction import REDACTED
 from alter_mcp.store import AuditFilter
 from alter_mcp.vault import AlterVault
@@ -24,6 +26,7 @@ from tests.server.conftest import ERAS, audit_text, era_client, server_for
 
 KEY = "q8/Jd+Zx0W3nK=pL7/vR+tY2mB9sH4cF6gA1eU5i"
 PROVIDER = "echo-test"
+CAP = 1024
 
 
 @pytest.fixture
@@ -44,7 +47,7 @@ async def evault(tmp_path: Path, master_key: str, echo: int) -> AsyncIterator[
              "injection": [{"kind": "header", "name": "X-Api-Key", "format": "{api_key}"}]}
     settings = load_settings(
         {"ALTER_MCP_DATA_DIR": str(tmp_path / "edata"), "ALTER_MCP_MASTER_KEY": master_key},
-        catalog={PROVIDER: entry}, allow_insecure_http=True)
+        catalog={PROVIDER: entry}, allow_insecure_http=True, response_max_bytes=CAP)
     vault = AlterVault(settings, caller="tests")
     await vault.open()
     secret = await vault.create_managed_secret(PROVIDER, {"api_key": KEY}, label="echo")
@@ -58,6 +61,30 @@ async def _call(vault: AlterVault, era: str, url: str) -> Any:
     async with era_client(server_for(vault), era) as client:
         return await client.call_tool("authenticated_request", {
             "method": "GET", "url": url, "provider": PROVIDER}, raise_on_error=False)
+
+
+def _pieces(text: str) -> list[str]:
+    return [KEY[i:i + MIN_PARTIAL] for i in range(len(KEY) - MIN_PARTIAL + 1)
+            if KEY[i:i + MIN_PARTIAL] in text]
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_authenticated_request_key_across_the_cap_shows_no_piece(
+    evault: tuple[AlterVault, str], echo: int, era: str,
+) -> None:
+    """Calls whose padding shifts the echoed key across the vault's cap never show 4+ of it."""
+    vault, _ = evault
+    seen: list[str] = []
+    async with era_client(server_for(vault), era) as client:
+        for pad in range(650, 1050, 7):
+            result = await client.call_tool("authenticated_request", {
+                "method": "GET", "url": f"http://127.0.0.1:{echo}/echo", "provider": PROVIDER,
+                "headers": {"X-Pad": "a" * pad}})
+            assert not result.is_error
+            seen.append(json.dumps(result.structured_content, ensure_ascii=False))
+    assert _pieces("\n".join(seen)) == []
+    assert any('"truncated": true' in text for text in seen)
+    assert any('"truncated": false' in text and REDACTED in text for text in seen)
 
 
 def _no_form(result: Any) -> None:
