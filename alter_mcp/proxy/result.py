@@ -215,10 +215,12 @@ def _safe_body(
                                     secrets)
     if kind == "text":
         body = trim_cut(body, forms.text, end=truncated, start=ranged)
-        if reveals(body, forms):
-            return "binary", _summary(data, content_type, note=(
-                f"the body is not shown: read as its charset {forms.charset.label!r} it "
-                "would show the credential"))
+    if kind in ("text", "json") and reveals(
+            body if kind == "text" else json.dumps(body, ensure_ascii=False), forms,
+            end=truncated, start=ranged):
+        return "binary", _summary(data, content_type, note=(
+            f"the body is not shown: read as its charset {forms.charset.label!r} it would "
+            "show the credential"))
     return kind, body
 
 

@@ -266,8 +266,13 @@ def decode_text(data: bytes, charset: Charset, *, truncated: bool) -> str:
     return clean_text(text)
 
 
-def reveals(text: str, forms: AnswerForms) -> bool:
-    """Return True if ``text`` read back through the label's own encoding shows a form."""
+def reveals(text: str, forms: AnswerForms, *, end: bool = False, start: bool = False) -> bool:
+    """Return True if ``text`` read back through the label's own encoding shows a form.
+
+    With ``end`` (``start``) a piece of a form at that cut edge counts too. The byte scrub
+    misses a form whose encoding depends on its neighbours (UTF-7 merges adjacent base64
+    runs), so this reads the result back the way a caller could.
+    """
     disguise = forms.charset.disguise
     if disguise is None:
         return False
@@ -275,4 +280,6 @@ def reveals(text: str, forms: AnswerForms) -> bool:
         back: Any = text.encode("utf-8").decode(disguise, "replace")
     except Exception:  # a codec that cannot decode cannot reveal either
         return False
-    return any(form in back for form, _ in forms.text)
+    if any(form in back for form, _ in forms.text):
+        return True
+    return (end or start) and trim_cut(back, forms.text, end=end, start=start) != back

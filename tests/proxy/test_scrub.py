@@ -183,3 +183,25 @@ def test_decode_text_reads_utf16_and_utf32_without_bom_as_big_endian(codec: str)
     assert decode_text("héllo".encode(f"{codec}-be"), charset, truncated=False) == "héllo"
     assert decode_text("héllo".encode(codec), charset, truncated=False) == "héllo"
     decode_text(b'{"a": 1}', charset, truncated=False)
+
+
+TILDE_KEY = "~" + KEY  # "~" is not direct in UTF-7: its encoding merges with a neighbour's
+
+
+@pytest.mark.parametrize("before", ["~", "\u00e9", "x"])
+def test_build_result_utf7_echo_never_shows_the_key_read_back(before: str) -> None:
+    """A UTF-7 echo whose key merges with its neighbour is withheld, whole or cut anywhere."""
+    import codecs
+
+    data = f"key: {before}{TILDE_KEY} end".encode("utf-7")
+    forms = secret_forms([TILDE_KEY])
+    for cap in (None, *range(4, len(data))):
+        result = build_result(status=200, method="GET", url="https://a.test/",
+                              truncated=False, raw_headers=[
+                                  ("Content-Type", "text/plain; charset=utf-7")],
+                              data=data, secrets=forms, max_bytes=cap)
+        text = result.body if isinstance(result.body, str) else ""
+        back = codecs.decode(text.encode(), "utf-7", "replace")
+        for shown in (str(result.to_dict()), back):
+            assert not any(TILDE_KEY[i:i + MIN_PARTIAL] in shown
+                           for i in range(len(TILDE_KEY) - MIN_PARTIAL + 1)), (cap, shown)
