@@ -1,10 +1,13 @@
 """The caller's view of a provider answer: status, safe headers, and a decoded, scrubbed body.
 
 Only allow-listed response headers are kept (never ``Set-Cookie``; ``WWW-Authenticate`` only in
-parsed form). The body becomes JSON when it is JSON, text when it is text (decoded with its
-charset), and otherwise a summary (content type, size, SHA-256). Every string that reaches the
-caller passes :func:`alter_mcp.redaction.redact_text` with every known form of the credential,
-so a provider echoing the token (``/headers`` does) shows ``[redacted]`` instead.
+parsed form). The body's raw bytes are scrubbed and only then cut to the cap, with no piece of
+a form left at the cut (:mod:`alter_mcp.proxy.scrub`); it then becomes JSON when it is JSON,
+text when it is text (decoded with its charset if that is honoured), and otherwise a summary
+(content type, size, SHA-256 of the scrubbed bytes). Every string that reaches the caller
+passes :func:`alter_mcp.redaction.redact_text` with every known form of the credential and
+has no lone surrogate, so a provider echoing the token (``/headers`` does) shows
+``[redacted]`` instead and a tool result always encodes.
 """
 
 from __future__ import annotations
