@@ -218,7 +218,7 @@ def _safe_body(
                                     secrets)
     if kind == "text":
         body = trim_cut(body, forms.text, end=truncated, start=ranged)
-    if kind in ("text", "json") and reveals(
+    if forms.charset.disguise and kind in ("text", "json") and reveals(
             body if kind == "text" else json.dumps(body, ensure_ascii=False), forms,
             end=truncated, start=ranged):
         return "binary", _summary(data, content_type, note=(
