@@ -39,6 +39,7 @@ __all__ = [
     "RedirectReason",
     "UnfollowedRedirect",
     "build_result",
+    "content_type_of",
     "decode_body",
     "scrub",
 ]
@@ -139,6 +140,11 @@ def scrub(value: Any, secrets: Sequence[str]) -> Any:
     if isinstance(value, list):
         return [scrub(item, secrets) for item in value]
     return value
+
+
+def content_type_of(raw_headers: Sequence[tuple[str, str]]) -> str | None:
+    """Return the first Content-Type of an answer: the one its body is read by."""
+    return next((v for k, v in raw_headers if k.lower() == "content-type"), None)
 
 
 def _media_type(content_type: str | None) -> str:
@@ -249,7 +255,7 @@ def build_result(
     ``forms.margin`` bytes past the cap, so a form across the cut is seen whole); a cut edge
     never shows a piece of a form. ``truncated`` says ``data`` is not the whole body.
     """
-    content_type = next((v for k, v in raw_headers if k.lower() == "content-type"), None)
+    content_type = content_type_of(raw_headers)
     forms = forms if forms is not None else answer_forms(secrets, content_type)
     data = scrub_bytes(data, forms)
     if max_bytes is not None and len(data) > max_bytes:

@@ -42,7 +42,7 @@ from alter_mcp.proxy.destination import (
 )
 from alter_mcp.proxy.guard import PreparedRequest, reserved_names
 from alter_mcp.proxy.inject import USER_AGENT, inject
-from alter_mcp.proxy.result import ProxyResult, RedirectReason, build_result
+from alter_mcp.proxy.result import ProxyResult, RedirectReason, build_result, content_type_of
 from alter_mcp.proxy.scrub import answer_forms
 from alter_mcp.proxy.transport import use_fast_probe
 from alter_mcp.redaction import REDACTED, Secret, redact_text
@@ -274,8 +274,9 @@ class Sender:
                         reason: RedirectReason = (
                             "too_many_redirects" if isinstance(nxt, PreparedRequest) else nxt)
                         unfollowed = (urljoin(current.url, location), reason)
-                    forms = answer_forms(outbound.secrets,
-                                         response.headers.get("content-type"))
+                    raw_headers = response.headers.multi_items()
+                    # The Content-Type the body is read by; a second one must not change it.
+                    forms = answer_forms(outbound.secrets, content_type_of(raw_headers))
                     # Read past the cap by the longest form: one across the cut is then
                     # scrubbed whole before build_result cuts the scrubbed bytes.
                     data, truncated = (b"", False) if current.method is HttpMethod.HEAD else (
@@ -283,7 +284,7 @@ class Sender:
                     return _answer(
                         provider, status=response.status_code,
                         method=current.method.value, url=current.url,
-                        raw_headers=response.headers.multi_items(), data=data,
+                        raw_headers=raw_headers, data=data,
                         truncated=truncated, max_bytes=max_bytes, forms=forms,
                         secrets=outbound.secrets, query_names=query_names, redirects=hops,
                         unfollowed=unfollowed, elapsed_ms=(time.perf_counter() - started) * 1000,

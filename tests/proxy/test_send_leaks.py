@@ -221,3 +221,17 @@ async def test_send_failure_building_the_answer_is_typed_and_quotes_nothing(
     assert error.details["reason"] == "unreadable_answer" and error.status == 200
     assert error.__cause__ is None and error.__context__ is None
     assert pieces(f"{error} {error!r} {error.details}") == []
+
+
+@pytest.mark.parametrize("label", ["cp500", "utf-16-le", "base64"])
+async def test_send_httpbin_second_content_type_is_not_the_one_read(
+    httpbin: HttpbinPeer, sender: Sender, label: str,
+) -> None:
+    """httpbin's /response-headers adds a second Content-Type; the first one reads the body."""
+    provider = make_provider(QUERY, port=httpbin.port)
+    result = await _get(sender, provider, f"{base(httpbin)}/response-headers",
+                        query_params={"Content-Type": f"text/plain; charset={label}"})
+    assert result.headers["content-type"] == (
+        f"application/json, text/plain; charset={label}")
+    assert result.body_kind == "json" and result.body["key"] == REDACTED
+    assert pieces(shown(result)) == []
