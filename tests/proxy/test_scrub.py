@@ -205,3 +205,17 @@ def test_build_result_utf7_echo_never_shows_the_key_read_back(before: str) -> No
         for shown in (str(result.to_dict()), back):
             assert not any(TILDE_KEY[i:i + MIN_PARTIAL] in shown
                            for i in range(len(TILDE_KEY) - MIN_PARTIAL + 1)), (cap, shown)
+
+
+def test_build_result_binary_summary_hashes_the_scrubbed_bytes() -> None:
+    """A binary body's SHA-256 and size are of the scrubbed bytes, so no hash of the key shows."""
+    import hashlib
+
+    raw = b"\x89PNG\x00" + KEY.encode() + b"\x00tail"
+    result = build_result(status=200, method="GET", url="https://a.test/", truncated=False,
+                          raw_headers=[("Content-Type", "image/png")], data=raw,
+                          secrets=secret_forms([KEY]))
+    scrubbed = b"\x89PNG\x00" + REDACTED.encode() + b"\x00tail"
+    assert result.body_kind == "binary"
+    assert result.body["sha256"] == hashlib.sha256(scrubbed).hexdigest()
+    assert result.body["size"] == result.size == len(scrubbed)
