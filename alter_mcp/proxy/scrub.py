@@ -108,19 +108,36 @@ ByteForm = tuple[bytes, int, bytes]
 
 @dataclass(frozen=True, slots=True)
 class AnswerForms:
-    """Every form of the credential an answer may carry, as text and as bytes."""
+    """Every form of the credential an answer may carry, as text and as bytes.
+
+    Built on every answer, so only what every answer needs is worked out up front: the plain
+    ASCII forms (nearly always all of them) are encoded as they are searched, and pieces for
+    cut edges and UTF-16/32 forms only when a body is cut or holds a NUL byte.
+    """
 
     charset: Charset
-    #: (text form, the shortest piece of it a cut may not show), longest first.
-    text: tuple[tuple[str, int], ...] = field(repr=False)
-    #: Byte forms in UTF-8, Latin-1 and any disguise, longest first.
-    narrow: tuple[ByteForm, ...] = field(repr=False)
-
+    #: The text forms, longest first.
+    forms: tuple[str, ...] = field(repr=False)
+    #: Byte forms besides the ASCII ones: non-ASCII forms as UTF-8 and Latin-1, and every
+    #: form in a disguise encoding; longest first.
+    extra: tuple[ByteForm, ...] = field(default=(), repr=False)
     #: How many bytes past a cap to read so that a form across the cut is seen whole.
     margin: int = 0
 
+    @property
+    def text(self) -> tuple[tuple[str, int], ...]:
+        """Return (text form, shortest piece of it a cut may not show) pairs, longest first."""
+        return tuple((form, _least(form)) for form in self.forms)
+
+    @property
+    def narrow(self) -> tuple[ByteForm, ...]:
+        """Return the byte forms in UTF-8, Latin-1 and any disguise, longest first."""
+        plain = tuple((form.encode("ascii"), least, _ASCII_REDACTED)
+                      for form, least in self.text if form.isascii())
+        return _ordered((*plain, *self.extra)) if self.extra else plain
+
     def wide(self) -> tuple[ByteForm, ...]:
-        """Return the UTF-16/32 byte forms (worked out only for a body holding a NUL byte)."""
+        """Return the UTF-16/32 byte forms (only a body holding a NUL byte can hold one)."""
         found: dict[bytes, ByteForm] = {}
         for form, least in self.text:
             for codec in _WIDE:
@@ -154,7 +171,6 @@ def _encoded(form: str, least: int, codec: str, shown_as: str) -> ByteForm | Non
 
 def _ordered(found: Iterable[ByteForm]) -> tuple[ByteForm, ...]:
     forms = tuple(found)
-    # Forms come longest first (KnownSecrets), and ASCII ones keep that order as bytes.
     if all(len(a[0]) >= len(b[0]) for a, b in itertools.pairwise(forms)):
         return forms
     return tuple(sorted(forms, key=lambda f: (-len(f[0]), f[0])))
@@ -163,41 +179,38 @@ def _ordered(found: Iterable[ByteForm]) -> tuple[ByteForm, ...]:
 def answer_forms(secrets: Sequence[str], content_type: str | None) -> AnswerForms:
     """Return the text and byte forms of ``secrets`` to scrub from an answer so labelled."""
     charset = charset_of(content_type)
-    text = tuple((form, _least(form)) for form in secrets)
-    if charset.disguise is None and all(form.isascii() for form in secrets):
-        # The common case, on every request: one byte a character, nothing to merge.
-        return _with_margin(charset, text, _ordered(
-            (form.encode("ascii"), least, _ASCII_REDACTED) for form, least in text))
-    narrow: dict[bytes, ByteForm] = {}
-    for form, least in text:
-        if form.isascii():  # nearly always: one byte a character in UTF-8 and Latin-1 alike
-            data = form.encode("ascii")
-            narrow.setdefault(data, (data, least, _ASCII_REDACTED))
-        else:
-            for codec in ("utf-8", "latin-1"):
-                if (found := _encoded(form, least, codec, "ascii")) is not None:
-                    narrow.setdefault(found[0], found)
+    # Longest first, so a form holding another is replaced whole (KnownSecrets already are).
+    forms = tuple(secrets)
+    if not all(len(a) >= len(b) for a, b in itertools.pairwise(forms)):
+        forms = tuple(sorted(forms, key=len, reverse=True))
+    # UTF-32 takes 4 bytes a character, as does UTF-8 at most and UTF-16 at most.
+    margin = 4 * len(forms[0]) if forms else 0
+    if charset.disguise is None and all(form.isascii() for form in forms):
+        return AnswerForms(charset=charset, forms=forms, margin=margin)
+    extra: dict[bytes, ByteForm] = {}
+    for form in forms:
+        least = _least(form)
+        codecs_of_form = () if form.isascii() else ("utf-8", "latin-1")
         # A disguised form is replaced in ASCII: the body is then read as UTF-8.
-        if charset.disguise and (found := _encoded(form, least, charset.disguise,
-                                                   "ascii")) is not None:
-            narrow.setdefault(found[0], found)
-    return _with_margin(charset, text, _ordered(narrow.values()))
-
-
-def _with_margin(
-    charset: Charset, text: tuple[tuple[str, int], ...], narrow: tuple[ByteForm, ...],
-) -> AnswerForms:
-    # UTF-32 takes 4 bytes a character and UTF-16 at most 4; a disguised form is measured.
-    margin = max((4 * len(form) for form, _ in text), default=0)
-    margin = max(margin, len(narrow[0][0]) if narrow else 0)  # narrow is longest first
-    return AnswerForms(charset=charset, text=text, narrow=narrow, margin=margin)
+        for codec in (*codecs_of_form, *((charset.disguise,) if charset.disguise else ())):
+            if (found := _encoded(form, least, codec, "ascii")) is not None:
+                extra.setdefault(found[0], found)
+    ordered = _ordered(extra.values())
+    return AnswerForms(charset=charset, forms=forms, extra=ordered,
+                       margin=max(margin, len(ordered[0][0]) if ordered else 0))
 
 
 def scrub_bytes(data: bytes, forms: AnswerForms) -> bytes:
     """Return ``data`` with every byte form replaced by ``[redacted]`` in its own encoding."""
-    for form, _, replacement in forms.forms_in(data):
+    if forms.extra or b"\x00" in data:
+        for form, _, replacement in forms.forms_in(data):
+            if form in data:
+                data = data.replace(form, replacement)
+        return data
+    for text in forms.forms:  # the common case: ASCII forms only, encoded as searched
+        form = text.encode("utf-8", "replace")  # (a form no codec took is a lone surrogate)
         if form in data:
-            data = data.replace(form, replacement)
+            data = data.replace(form, _ASCII_REDACTED)
     return data
 
 
