@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = ["USER_AGENT", "OutboundRequest", "inject", "secret_forms"]
 USER_AGENT = "alter-mcp"
 
 _MIN_FORM_LENGTH = 4
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,11 @@ class OutboundRequest:
 
 
 def secret_forms(values: Iterable[str]) -> KnownSecrets:
-    """Return ``values`` with their URL-encoded, base64 and JSON-escaped forms, longest first."""
+    """Return ``values`` with their URL-encoded, base64 and JSON-escaped forms, longest first.
+
+    Percent-encoded forms come with upper- and lowercase hex, and every form holding ``/``
+    also with ``\\/`` (JSON's optional escape).
+    """
     return _forms(tuple(values))
 
 
@@ -74,6 +80,10 @@ def _forms(values: tuple[str, ...]) -> KnownSecrets:
         for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
             text = encoded.decode("ascii")
             forms.update({text, text.rstrip("=")})
+    # Variants providers write: "%2b" (lowercase hex, e.g. .NET's UrlEncode) and "\/" (JSON
+    # with escaped slashes, e.g. PHP's json_encode), also in an escaped URL-encoded value.
+    forms |= {_PERCENT.sub(lambda m: m.group(0).lower(), f) for f in forms if "%" in f}
+    forms |= {f.replace("/", "\\/") for f in forms if "/" in f}
     return KnownSecrets(sorted((f for f in forms if len(f) >= _MIN_FORM_LENGTH),
                                key=lambda f: (-len(f), f)))
 

@@ -5,7 +5,8 @@ follows a redirect on its own: a redirect to the same origin (scheme, host, port
 at most ``max_redirects`` times with the credential put in again, and any other redirect is
 handed back to the caller with its (scrubbed) ``Location``. Transport failures become one
 :class:`ProviderAPIError` whose ``details["reason"]`` says which (``timeout``,
-``connect_error``, ``network_error``, ``decoding_error``, ``invalid_request``); nothing is
+``connect_error``, ``network_error``, ``decoding_error``, ``invalid_request``, and
+``unreadable_answer`` when the answer arrived but could not be made safe); nothing is
 retried here.
 """
 
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urljoin
 
 import anyio
@@ -41,13 +43,16 @@ from alter_mcp.proxy.destination import (
 )
 from alter_mcp.proxy.guard import PreparedRequest, reserved_names
 from alter_mcp.proxy.inject import USER_AGENT, inject
-from alter_mcp.proxy.result import ProxyResult, RedirectReason, build_result
+from alter_mcp.proxy.result import ProxyResult, RedirectReason, build_result, content_type_of
+from alter_mcp.proxy.scrub import answer_forms
 from alter_mcp.proxy.transport import use_fast_probe
 from alter_mcp.redaction import REDACTED, Secret, redact_text
 
 __all__ = ["REDIRECT_STATUSES", "Sender", "new_client"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+_log = logging.getLogger(__name__)
 
 # The credential forms of the request in flight, for the log filter below (task-local).
 _IN_FLIGHT: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
@@ -270,19 +275,40 @@ class Sender:
                         reason: RedirectReason = (
                             "too_many_redirects" if isinstance(nxt, PreparedRequest) else nxt)
                         unfollowed = (urljoin(current.url, location), reason)
+                    raw_headers = response.headers.multi_items()
+                    # The Content-Type the body is read by; a second one must not change it.
+                    forms = answer_forms(outbound.secrets, content_type_of(raw_headers))
+                    # Read past the cap by the longest form: one across the cut is then
+                    # scrubbed whole before build_result cuts the scrubbed bytes.
                     data, truncated = (b"", False) if current.method is HttpMethod.HEAD else (
-                        await _read_capped(response, max_bytes))
-                    return build_result(
-                        status=response.status_code, method=current.method.value,
-                        url=current.url, raw_headers=response.headers.multi_items(), data=data,
-                        truncated=truncated, secrets=outbound.secrets, query_names=query_names,
-                        redirects=hops, unfollowed=unfollowed,
-                        elapsed_ms=(time.perf_counter() - started) * 1000,
+                        await _read_capped(response, max_bytes + forms.margin))
+                    return _answer(
+                        provider, status=response.status_code,
+                        method=current.method.value, url=current.url,
+                        raw_headers=raw_headers, data=data,
+                        truncated=truncated, max_bytes=max_bytes, forms=forms,
+                        secrets=outbound.secrets, query_names=query_names, redirects=hops,
+                        unfollowed=unfollowed, elapsed_ms=(time.perf_counter() - started) * 1000,
                     )
                 finally:
                     await response.aclose()
             finally:
                 _IN_FLIGHT.reset(token)
+
+
+def _answer(provider: Provider, *, status: int, **parts: Any) -> ProxyResult:
+    """Return build_result(**parts); any failure in it becomes a typed, credential-free error."""
+    try:
+        return build_result(status=status, **parts)
+    except Exception as exc:
+        # Not chained and not quoted: a codec error carries the body, which may hold the
+        # credential. The request was sent; only its answer could not be read.
+        failure = type(exc).__name__
+    _log.warning("Building the answer of %s failed with %s", provider.id, failure)
+    raise ProviderAPIError(
+        f"{provider.name} answered (HTTP {status}) but the answer could not be made safe to "
+        "show.", status=status, provider_id=provider.id, reason="unreadable_answer",
+        hint="The request was sent and may have taken effect; do not repeat it blindly.")
 
 
 def _client_dispatch(

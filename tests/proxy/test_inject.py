@@ -141,6 +141,16 @@ def test_secret_forms_cover_encoded_variants() -> None:
             base64.b64encode(value.encode()).decode()} <= forms
 
 
+def test_secret_forms_cover_lowercase_hex_and_escaped_slash_variants() -> None:
+    """Percent forms come in lowercase hex too, and every form with "/" also with "\\/"."""
+    value = "q8/Jd+Zx0W3n=pL7"
+    forms = set(secret_forms([value]))
+    assert {"q8%2fJd%2bZx0W3n%3dpL7", "q8/Jd%2bZx0W3n%3dpL7", "q8\\/Jd+Zx0W3n=pL7",
+            "q8\\/Jd%2bZx0W3n%3dpL7", "q8%2FJd%2BZx0W3n%3DpL7"} <= forms
+    assert all(len(a) >= len(b) for a, b in zip(secret_forms([value]),
+                                                 secret_forms([value])[1:], strict=False))
+
+
 def test_secret_forms_skip_values_too_short_to_scrub() -> None:
     """Values under four characters are not scrubbed (they would shred ordinary text)."""
     assert secret_forms(["abc"]) == ()
