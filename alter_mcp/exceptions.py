@@ -6,56 +6,6 @@ written against the SDK's ``alter_sdk.exceptions`` runs with only the package na
 
 from __future__ import annotations
 
-from alter_mcp.errors import (
-    AlterError,
-    AmbiguousGrantError,
-    AuditWriteError,
-    AuthenticationError,
-    BlockedDestinationError,
-    ConcurrentUpdateError,
-    ConfigurationError,
-    ConnectFlowError,
-    CryptoError,
-    DecryptionError,
-    GrantNotFoundError,
-    InvalidInputError,
-    KeyUnavailableError,
-    PolicyViolationError,
-    ProviderAPIError,
-    ProviderNotConfiguredError,
-    ProviderNotFoundError,
-    RateLimitedError,
-    ReAuthRequiredError,
-    ScopeReauthRequiredError,
-    SecretNotFoundError,
-    StoreError,
-    TokenRefreshInProgressError,
-    VaultClosedError,
-)
-
-__all__ = [
-    "AlterError",
-    "AmbiguousGrantError",
-    "AuditWriteError",
-    "AuthenticationError",
-    "BlockedDestinationError",
-    "ConcurrentUpdateError",
-    "ConfigurationError",
-    "ConnectFlowError",
-    "CryptoError",
-    "DecryptionError",
-    "GrantNotFoundError",
-    "InvalidInputError",
-    "KeyUnavailableError",
-    "PolicyViolationError",
-    "ProviderAPIError",
-    "ProviderNotConfiguredError",
-    "ProviderNotFoundError",
-    "RateLimitedError",
-    "ReAuthRequiredError",
-    "ScopeReauthRequiredError",
-    "SecretNotFoundError",
-    "StoreError",
-    "TokenRefreshInProgressError",
-    "VaultClosedError",
-]
+# This module is the errors module under a second name: every name, the same objects.
+from alter_mcp.errors import *  # noqa: F403
+from alter_mcp.errors import __all__ as __all__

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, assert_never
 
+import httpx2
+
 from alter_mcp import identity as _identity
 from alter_mcp.audit import AuditEntry, AuditLog
 from alter_mcp.errors import (
@@ -128,9 +130,9 @@ class RequestResult:
         )
 
     @property
-    def headers(self) -> Mapping[str, str]:
-        """Return the safe response headers."""
-        return self.result.headers
+    def headers(self) -> httpx2.Headers:
+        """Return the safe response headers, case-insensitive as httpx's (a fresh copy)."""
+        return httpx2.Headers(dict(self.result.headers))
 
     @property
     def body(self) -> Any:

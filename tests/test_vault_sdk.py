@@ -154,7 +154,7 @@ async def test_request_result_reads_like_an_httpx_response(sandbox_settings: Set
     assert ok.status_code == ok.status == 200 and ok.is_success
     assert ok.raise_for_status() is ok
     assert ok.json() == {"items": ok.json()["items"]} and '"Water the plants"' in ok.text
-    assert ok.headers["content-type"] == "application/json"
+    assert ok.headers["Content-Type"] == ok.headers["content-type"] == "application/json"
     missing = await vault.request("GET", sandbox.api_url + "/nothing-here",
                                   grant_id=connected.grant_id)
     await vault.close()

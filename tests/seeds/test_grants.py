@@ -31,8 +31,11 @@ from tests.seeds.conftest import (
 )
 
 
-async def test_seed_connecting_without_an_idp_makes_a_system_grant(seed: Seed) -> None:
-    """Without user_token_getter, a connect session yields a system grant usable by grant_id."""
+async def test_seed_connecting_without_an_idp_makes_a_system_grant(
+        seed: Seed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no IdP and no getter, a connect session yields a system grant used by grant_id."""
+    for name in ("ALTER_MCP_IDP_ISSUER", "ALTER_MCP_IDP_AUDIENCE", "ALTER_MCP_IDP_ID"):
+        monkeypatch.delenv(name)
     vault = AlterVault()  # no user_token_getter
 
     # Start the OAuth flow. With no user_token, the resulting grant is system-principal.
