@@ -14,6 +14,7 @@ import alter_mcp.exceptions
 from alter_mcp.config import Settings, load_settings
 from alter_mcp.errors import (
     AuthenticationError,
+    ConfigurationError,
     InvalidInputError,
     ProviderAPIError,
     VaultClosedError,
@@ -134,6 +135,23 @@ def test_vault_agent_key_with_user_token_getter_is_refused(settings: Settings) -
     """An agent key and a user JWT together are refused, as the SDK rejects them."""
     with pytest.raises(InvalidInputError, match="cannot be combined"):
         AlterVault(settings, api_key="amk_" + "a" * 43, user_token_getter=lambda: "jwt")
+
+
+def test_vault_user_token_getter_without_an_idp_is_refused(settings: Settings) -> None:
+    """A getter with no identity provider configured fails at construction, naming the setting."""
+    with pytest.raises(ConfigurationError) as caught:
+        AlterVault(settings, user_token_getter=lambda: "jwt")
+    assert caught.value.setting == "ALTER_MCP_IDP_ISSUER"
+
+
+async def test_vault_reopens_after_close_when_asked(settings: Settings) -> None:
+    """An explicit open() after close() opens the vault again, as the closed error suggests."""
+    vault = AlterVault(settings)
+    await vault.list_grants()
+    await vault.close()
+    await vault.open()
+    assert (await vault.list_grants()).grants == ()
+    await vault.close()
 
 
 def test_exceptions_module_is_the_errors_tree() -> None:

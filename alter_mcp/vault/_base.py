@@ -136,6 +136,8 @@ class VaultBase:
             settings = settings.model_copy(update={"request_timeout": _check_timeout(timeout)})
         # Arguments are checked before the keyring is read, so a refusal creates no key file.
         source = self._identity_from(identity, user_token_getter, api_key)
+        # A getter's tokens can only be verified with an identity provider: say so now.
+        verifier = JwtVerifier.from_settings(settings) if user_token_getter is not None else None
         keyring = keyring or load_keyring_for(settings)
         self._core = _Core(
             settings,
@@ -145,6 +147,7 @@ class VaultBase:
             clock,
             http_client,
         )
+        self._core.jwt_verifier = verifier
         self._identity_source = source
         self.caller = caller
         self.caller_type = caller_type
