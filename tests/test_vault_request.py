@@ -163,6 +163,20 @@ async def test_request_timeout_and_cap(tmp_path: Path, master_key: str,
         assert big.result.truncated and big.result.size <= 4096
 
 
+async def test_request_constructor_timeout_bounds_every_request(
+        tmp_path: Path, master_key: str, httpbin_peer: HttpbinPeer) -> None:
+    """AlterVault(timeout=…) bounds each request of that vault, over the configured timeout."""
+    settings = load_settings(
+        {"ALTER_MCP_DATA_DIR": str(tmp_path / "d"), "ALTER_MCP_MASTER_KEY": master_key,
+         "ALTER_MCP_ALLOW_INSECURE_HTTP": "true", "ALTER_MCP_REQUEST_TIMEOUT": "30"},
+        catalog=catalog_for(httpbin_peer.port))
+    async with AlterVault(settings, timeout=0.5) as vault:
+        gid = await grant_for(vault, "bin-bearer", {"api_key": "a-5555"})
+        with pytest.raises(ProviderAPIError) as slow:
+            await vault.request("GET", base(vault, httpbin_peer, "/delay/2"), grant_id=gid)
+    assert slow.value.details.get("reason") == "timeout"
+
+
 async def test_request_rate_limited_carries_retry_after(bin_vault: AlterVault,
                                                         httpbin_peer: HttpbinPeer) -> None:
     """A 429 with Retry-After raises RateLimitedError carrying it, without a retry."""

@@ -90,17 +90,6 @@ def test_vault_timeout_out_of_range_is_refused(settings: Settings, timeout: obje
     assert caught.value.field == "timeout"
 
 
-async def test_vault_timeout_bounds_the_outbound_request(sandbox_settings: Settings,
-                                                         sandbox: SandboxProvider) -> None:
-    """The constructor's timeout replaces the configured request timeout for this vault."""
-    vault = AlterVault(sandbox_settings, timeout=2.5)
-    await vault.list_grants()
-    assert vault.settings.request_timeout == 2.5
-    assert sandbox_settings.request_timeout == 30.0
-    assert vault._core.api_http is not None and vault._core.api_http.timeout.read == 2.5
-    await vault.close()
-
-
 @pytest.mark.parametrize("key", ["alter_key_0123456789", "sk-live-abc", ""])
 def test_vault_app_api_key_is_refused_with_the_reason(settings: Settings, key: str) -> None:
     """A hosted app key means nothing here: the error says no app key is needed."""

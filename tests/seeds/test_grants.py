@@ -7,6 +7,7 @@ sandbox plays Google on loopback) and, for managed secrets, the secret id (ours 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -134,8 +135,9 @@ async def test_seed_revoke_twice_raises_grant_not_found(seed: Seed,
 
 
 async def test_seed_managed_secret_grants_for_group_user_and_system(
-        seed: Seed, capsys: pytest.CaptureFixture[str]) -> None:
+        seed: Seed, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     """The three principal forms bind a secret to a group, a verified user and the system."""
+    caplog.set_level(logging.DEBUG)
     current_user_jwt = seed.jwt("alice")
     vault = AlterVault(caller="provisioner")  # the backend: the system principal
     secret = await vault.create_managed_secret(
@@ -192,6 +194,8 @@ async def test_seed_managed_secret_grants_for_group_user_and_system(
     assert await visible(seed.jwt("dana", groups=[ENGINEERING])) == {group_grant.grant_id}
     assert await visible(seed.jwt("bob", groups=["okta-group-sales"])) == set()
     assert current_user_jwt not in audit and files_containing(seed, current_user_jwt) == []
+    assert current_user_jwt not in caplog.text + "".join(printed)
+    assert current_user_jwt not in repr(user_grant) + user_grant.model_dump_json()
 
 
 @pytest.mark.parametrize("idp_id", [IDP_ID, "issuer"])

@@ -7,6 +7,7 @@ reach the internet. The package name is ``alter_mcp``, not ``alter_sdk``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -91,9 +92,10 @@ async def test_seed_configuration_names_the_caller_in_the_audit_log(seed: Seed) 
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_seed_identity_provider_mode_resolves_the_users_grant(seed: Seed, mode: str
-                                                                    ) -> None:
+async def test_seed_identity_provider_mode_resolves_the_users_grant(
+        seed: Seed, mode: str, caplog: pytest.LogCaptureFixture) -> None:
     """With user_token_getter (sync or async), provider= finds the JWT user's grant only."""
+    caplog.set_level(logging.DEBUG)
     alice_grant = await connect_as(seed, "alice")
     current = {"jwt": seed.jwt("alice")}
     if mode == "sync":
@@ -129,6 +131,7 @@ async def test_seed_identity_provider_mode_resolves_the_users_grant(seed: Seed, 
         await vault.close()
     for token in (current["jwt"], seed.jwt("alice")):
         assert token not in audit and files_containing(seed, token) == []
+        assert token not in caplog.text and token not in repr(vault)
 
 
 @pytest.mark.parametrize(("getter_result", "reason"), [
