@@ -3,6 +3,7 @@ httpx-style results and the ``alter_mcp.exceptions`` module."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -72,6 +73,26 @@ async def test_vault_closed_refuses_actions_and_closes_twice(settings: Settings)
     await never_opened.close()
     with pytest.raises(VaultClosedError):
         await never_opened.request("GET", "https://api.github.com/user", grant_id="g")
+
+
+#: Public coroutines that never touch the store, so need no open vault (and why).
+_NO_STORE = {
+    "open": "opens", "close": "closes", "authenticate": "a browser login, sealed to a file",
+    "verify_user_token": "a JWT check against the IdP", "resolve_principal": "a JWT check",
+}
+
+
+def test_vault_every_public_action_opens_the_vault_first() -> None:
+    """Each public coroutine of AlterVault opens the vault (directly or via the identity)."""
+    missing = []
+    for name, member in inspect.getmembers(AlterVault, inspect.iscoroutinefunction):
+        if name.startswith("_") or name in _NO_STORE:
+            continue
+        source = inspect.getsource(member)
+        if not any(m in source for m in ("self.current_identity()", "self._ensure_open()",
+                                         "self._agent_identity(")):
+            missing.append(name)
+    assert missing == []
 
 
 async def test_vault_async_with_still_opens_and_closes(settings: Settings) -> None:

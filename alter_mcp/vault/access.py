@@ -111,6 +111,7 @@ class AccessActions(VaultBase):
 
     async def configured_providers(self) -> frozenset[str]:
         """Return the ids of providers with an OAuth client on this deployment."""
+        await self._ensure_open()
         stored = await self._core.store.list_provider_configs()
         return frozenset(self._core.settings.providers) | {r.provider_id for r in stored}
 
