@@ -6,6 +6,7 @@ sandbox plays Google on loopback) and, for managed secrets, the secret id (ours 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -98,8 +99,7 @@ async def test_seed_error_handling_reports_each_case(seed: Seed,
     await connect_as(seed, "alice", account="alice@home.test")
     await connect_as(seed, "carol", account="carol@work.test")
     for sub in ("bob", "carol", "alice"):
-        token = seed.jwt(sub)
-        vault = AlterVault(caller="my-agent", user_token_getter=lambda t=token: t)
+        vault = AlterVault(caller="my-agent", user_token_getter=functools.partial(seed.jwt, sub))
         await error_handling(vault, seed.events_url)
         await vault.close()
     assert capsys.readouterr().out.splitlines() == [
