@@ -177,6 +177,21 @@ async def test_request_constructor_timeout_bounds_every_request(
     assert slow.value.details.get("reason") == "timeout"
 
 
+async def test_request_raise_for_status_never_shows_the_credential(
+        bin_vault: AlterVault, httpbin_peer: HttpbinPeer) -> None:
+    """raise_for_status on a 404 names status and URL, with a query-injected key redacted."""
+    key = "q-key-0123456789abcdef"
+    gid = await grant_for(bin_vault, "bin-query", {"api_key": key})
+    missing = await bin_vault.request("GET", base(bin_vault, httpbin_peer, "/status/404"),
+                                      grant_id=gid)
+    with pytest.raises(ProviderAPIError) as caught:
+        missing.raise_for_status()
+    assert caught.value.status == 404 and "/status/404" in str(caught.value)
+    shown = [str(caught.value), repr(caught.value), str(caught.value.to_dict()), missing.text,
+             str(missing.headers)]
+    assert all(key not in text for text in shown)
+
+
 async def test_request_rate_limited_carries_retry_after(bin_vault: AlterVault,
                                                         httpbin_peer: HttpbinPeer) -> None:
     """A 429 with Retry-After raises RateLimitedError carrying it, without a retry."""
