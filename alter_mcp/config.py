@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     idp_jwks_uri: str | None = None
     idp_audience: str | None = None
     idp_groups_claim: str = "groups"
+    #: A short name for the identity provider, accepted as ``GroupPrincipal(idp_id=…)``.
+    idp_id: str | None = None
     # Server identity (issue 5): JWT checks, the browser login's client, the HTTP front door.
     idp_algorithms: tuple[str, ...] = (
         "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",

@@ -11,6 +11,7 @@ structured, non-secret fields. No error ever carries a credential value.
     │   ├── KeyUnavailableError      no key-encryption key: the vault refuses to start
     │   │   └── KeyMismatchError     the keys cannot open the database's records: no start
     │   └── DecryptionError          wrong key, tampered blob, or blob moved to another record
+    ├── VaultClosedError             the vault was closed: make a new one (or reopen it)
     ├── StoreError                   the database failed (backend errors translated once)
     │   └── ConcurrentUpdateError    a compare-and-swap lost against another writer
     ├── AuditWriteError              the audit event could not be written: the action fails
@@ -65,6 +66,7 @@ __all__ = [
     "SecretNotFoundError",
     "StoreError",
     "TokenRefreshInProgressError",
+    "VaultClosedError",
     "format_seconds",
 ]
 
@@ -147,6 +149,18 @@ class DecryptionError(CryptoError):
     """A blob did not decrypt: wrong key, tampering, or a blob moved to another record."""
 
     code = "decryption_failed"
+
+
+class VaultClosedError(AlterError):
+    """The vault was closed; an action after ``close()`` is refused rather than half-done."""
+
+    code = "vault_closed"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This AlterVault was closed, so it runs no more actions.",
+            hint="Create a new AlterVault, or call `await vault.open()` to open this one again.",
+        )
 
 
 class StoreError(AlterError):

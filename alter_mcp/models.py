@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AgentPrincipal",
@@ -35,6 +43,8 @@ __all__ = [
 ]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+# A principal may be built from a user's JWT: its errors must never echo their input.
+_FROZEN_QUIET = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class HttpMethod(StrEnum):
@@ -64,32 +74,85 @@ class CallerType(StrEnum):
 
 
 class UserPrincipal(BaseModel):
-    """An end user, identified by their identity provider's issuer and ``sub``."""
+    """An end user, identified by their identity provider's issuer and ``sub``.
 
-    model_config = _FROZEN
+    ``UserPrincipal(user_token=jwt, label=…)``, the Alter SDK's form, names the user by their
+    JWT instead: the vault verifies it when the grant is made and keeps only issuer and ``sub``.
+    """
+
+    model_config = _FROZEN_QUIET
     type: Literal["user"] = "user"
-    issuer: str = Field(min_length=1)
-    subject: str = Field(min_length=1)
+    issuer: str = ""
+    subject: str = ""
     label: str | None = None
+    #: Never stored or shown: the vault verifies it and replaces it by issuer and subject.
+    user_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _named_once(self) -> Self:
+        if self.user_token is None and not (self.issuer and self.subject):
+            raise ValueError("a user principal needs issuer and subject (or user_token)")
+        if self.user_token is not None and (self.issuer or self.subject):
+            raise ValueError("give either user_token or issuer and subject, not both")
+        return self
+
+    @property
+    def resolved(self) -> bool:
+        """Return True when the user is named by issuer and subject, not by a token."""
+        return self.user_token is None
 
     @property
     def key(self) -> str:
         """Return the stable owner key stored with grants."""
+        if not self.resolved:
+            raise ValueError("an unverified user principal has no owner key yet")
         return f"user:{self.issuer}#{self.subject}"
 
 
 class GroupPrincipal(BaseModel):
-    """A group of the identity provider; every member may use the group's grants."""
+    """A group of the identity provider; every member may use the group's grants.
 
-    model_config = _FROZEN
+    The Alter SDK's form ``GroupPrincipal(idp_id=…, external_group_id=…, label=…)`` is
+    accepted: ``external_group_id`` is the group, and the vault maps ``idp_id`` (the configured
+    issuer URL, or ``ALTER_MCP_IDP_ID``) to the issuer when the grant is made.
+    """
+
+    model_config = _FROZEN_QUIET
     type: Literal["group"] = "group"
-    issuer: str = Field(min_length=1)
-    group: str = Field(min_length=1)
+    issuer: str = ""
+    group: str = ""
     label: str | None = None
+    #: The SDK's names: never stored, mapped to ``issuer`` and ``group``.
+    idp_id: str | None = Field(default=None, exclude=True)
+    external_group_id: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_group(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("external_group_id") is not None:
+            if data.get("group"):
+                raise ValueError("give either group or external_group_id, not both")
+            data = {**data, "group": data["external_group_id"]}
+        return data
+
+    @model_validator(mode="after")
+    def _named_once(self) -> Self:
+        if not self.group:
+            raise ValueError("a group principal needs group (or external_group_id)")
+        if (self.idp_id is None) == (not self.issuer):
+            raise ValueError("give exactly one of issuer and idp_id")
+        return self
+
+    @property
+    def resolved(self) -> bool:
+        """Return True when the group is named by issuer, not by an identity provider id."""
+        return self.idp_id is None
 
     @property
     def key(self) -> str:
         """Return the stable owner key stored with grants."""
+        if not self.resolved:
+            raise ValueError("a group principal named by idp_id has no owner key yet")
         return f"group:{self.issuer}#{self.group}"
 
 
@@ -127,6 +190,14 @@ Principal = Annotated[
 ]
 
 
+def _stored_form(principal: Any) -> Any:
+    # A token or an IdP id names a principal only until the vault resolves it; nothing that is
+    # kept (a grant, a session, an identity) may hold the unresolved form.
+    if isinstance(principal, UserPrincipal | GroupPrincipal) and not principal.resolved:
+        raise ValueError(f"the {principal.type} principal must be resolved by the vault first")
+    return principal
+
+
 class Identity(BaseModel):
     """Who is calling, established per request: a principal and the groups it belongs to."""
 
@@ -139,6 +210,11 @@ class Identity(BaseModel):
     #: The MCP tool and request this call serves (set per request by the server; audited).
     tool: str | None = None
     request_id: str | None = None
+
+    @field_validator("principal")
+    @classmethod
+    def _resolved_principal(cls, value: Any) -> Any:
+        return _stored_form(value)
 
     @classmethod
     def system(cls, *, caller: str | None = None, caller_type: CallerType = CallerType.AGENT,
@@ -186,6 +262,11 @@ class Grant(BaseModel):
     created_at: datetime
     updated_at: datetime
     revoked_at: datetime | None = None
+
+    @field_validator("owner")
+    @classmethod
+    def _resolved_owner(cls, value: Any) -> Any:
+        return _stored_form(value)
 
     @property
     def principal_type(self) -> str:
@@ -263,6 +344,11 @@ class ConnectSession(BaseModel):
     error: str | None = None
     created_at: datetime
     expires_at: datetime
+
+    @field_validator("owner")
+    @classmethod
+    def _resolved_owner(cls, value: Any) -> Any:
+        return _stored_form(value)
 
 
 class Outcome(StrEnum):

@@ -13,7 +13,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
+
+import httpx2
 
 from alter_mcp import identity as _identity
 from alter_mcp.audit import AuditEntry, AuditLog
@@ -23,6 +25,7 @@ from alter_mcp.errors import (
     GrantNotFoundError,
     InvalidInputError,
     PolicyViolationError,
+    ProviderAPIError,
     RateLimitedError,
     ScopeReauthRequiredError,
 )
@@ -89,9 +92,47 @@ class RequestResult:
         return self.result.status
 
     @property
-    def headers(self) -> Mapping[str, str]:
-        """Return the safe response headers."""
-        return self.result.headers
+    def status_code(self) -> int:
+        """Return the HTTP status (the name httpx and the Alter SDK use)."""
+        return self.result.status
+
+    @property
+    def is_success(self) -> bool:
+        """Return True for a 2xx status."""
+        return self.result.ok
+
+    @property
+    def text(self) -> str:
+        """Return the body as text: JSON re-serialized, a binary body's summary as JSON."""
+        import json as _json
+
+        kind = self.result.body_kind
+        match kind:
+            case "text":
+                return str(self.result.body)
+            case "json" | "binary":
+                # The raw bytes are not kept (the body is scrubbed of credentials once parsed).
+                return _json.dumps(self.result.body, ensure_ascii=False)
+            case "empty":
+                return ""
+            case _:
+                assert_never(kind)
+
+    def raise_for_status(self) -> RequestResult:
+        """Return this result if the status is 2xx, else raise ``ProviderAPIError``."""
+        if self.result.ok:
+            return self
+        raise ProviderAPIError(
+            f"Provider {self.provider_id!r} answered HTTP {self.result.status} to "
+            f"{self.result.method} {self.result.url}.",
+            status=self.result.status, provider_id=self.provider_id, grant_id=self.grant_id,
+            hint="Read the result's body for the provider's reason.",
+        )
+
+    @property
+    def headers(self) -> httpx2.Headers:
+        """Return the safe response headers, case-insensitive as httpx's (a fresh copy)."""
+        return httpx2.Headers(dict(self.result.headers))
 
     @property
     def body(self) -> Any:

@@ -36,6 +36,7 @@ LAYERS = {
     "crypto": 2,
     "config": 1,
     "errors": 1,
+    "exceptions": 1,
     "models": 1,
     "providers": 1,
     "redaction": 1,

@@ -163,6 +163,35 @@ async def test_request_timeout_and_cap(tmp_path: Path, master_key: str,
         assert big.result.truncated and big.result.size <= 4096
 
 
+async def test_request_constructor_timeout_bounds_every_request(
+        tmp_path: Path, master_key: str, httpbin_peer: HttpbinPeer) -> None:
+    """AlterVault(timeout=…) bounds each request of that vault, over the configured timeout."""
+    settings = load_settings(
+        {"ALTER_MCP_DATA_DIR": str(tmp_path / "d"), "ALTER_MCP_MASTER_KEY": master_key,
+         "ALTER_MCP_ALLOW_INSECURE_HTTP": "true", "ALTER_MCP_REQUEST_TIMEOUT": "30"},
+        catalog=catalog_for(httpbin_peer.port))
+    async with AlterVault(settings, timeout=0.5) as vault:
+        gid = await grant_for(vault, "bin-bearer", {"api_key": "a-5555"})
+        with pytest.raises(ProviderAPIError) as slow:
+            await vault.request("GET", base(vault, httpbin_peer, "/delay/2"), grant_id=gid)
+    assert slow.value.details.get("reason") == "timeout"
+
+
+async def test_request_raise_for_status_never_shows_the_credential(
+        bin_vault: AlterVault, httpbin_peer: HttpbinPeer) -> None:
+    """raise_for_status on a 404 names status and URL, with a query-injected key redacted."""
+    key = "q-key-0123456789abcdef"
+    gid = await grant_for(bin_vault, "bin-query", {"api_key": key})
+    missing = await bin_vault.request("GET", base(bin_vault, httpbin_peer, "/status/404"),
+                                      grant_id=gid)
+    with pytest.raises(ProviderAPIError) as caught:
+        missing.raise_for_status()
+    assert caught.value.status == 404 and "/status/404" in str(caught.value)
+    shown = [str(caught.value), repr(caught.value), str(caught.value.to_dict()), missing.text,
+             str(missing.headers)]
+    assert all(key not in text for text in shown)
+
+
 async def test_request_rate_limited_carries_retry_after(bin_vault: AlterVault,
                                                         httpbin_peer: HttpbinPeer) -> None:
     """A 429 with Retry-After raises RateLimitedError carrying it, without a retry."""

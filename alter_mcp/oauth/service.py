@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 __all__ = ["OAuthService", "Opener"]
 
 #: How headless connect shows the URL: open a browser, print it, or call this function.
-Opener = bool | Callable[[str], Awaitable[None] | None]
+Opener = bool | Callable[[str], Awaitable[Any] | None]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _POLL = 0.5

@@ -28,6 +28,9 @@ __all__ = ["SandboxProvider"]
 
 _ITEMS = ({"id": 1, "name": "Water the plants"}, {"id": 2, "name": "Read the audit log"},
           {"id": 3, "name": "Rotate the keys"})
+_EVENTS = ({"id": "evt-1", "summary": "Stand-up"}, {"id": "evt-2", "summary": "Key rotation"},
+           {"id": "evt-3", "summary": "Audit review"})
+_EVENTS_PATH = "/calendar/v3/calendars/primary/events"
 _REQUEST_FIELD = re.compile(r"name=request value='([A-Za-z0-9_\-]+)'")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -104,6 +107,11 @@ class SandboxProvider:
     def api_url(self) -> str:
         """Return the base URL of the sandbox API (``/me``, ``/items``)."""
         return self.issuer + "/api"
+
+    @property
+    def events_url(self) -> str:
+        """Return the calendar-events endpoint (Google Calendar's path, ``maxResults``)."""
+        return self.issuer + _EVENTS_PATH
 
     @property
     def account(self) -> str:
@@ -196,6 +204,8 @@ class SandboxProvider:
             Route("/revoke", auth.revoke, methods=["POST"]),
             Route("/api/me", self._me, methods=["GET"]),
             Route("/api/items", self._items, methods=["GET"]),
+            # Google Calendar's path and shape, so the Alter SDK's examples run against it.
+            Route(_EVENTS_PATH, self._events, methods=["GET"]),
         ])
 
     def _api_token(self, request: Request) -> SandboxToken | Response:
@@ -223,3 +233,13 @@ class SandboxProvider:
             return JSONResponse({"error": "insufficient_scope"}, status_code=403, headers={
                 "WWW-Authenticate": 'Bearer error="insufficient_scope", scope="items:read"'})
         return JSONResponse({"items": list(_ITEMS)})
+
+    async def _events(self, request: Request) -> Response:
+        token = self._api_token(request)
+        if isinstance(token, Response):
+            return token
+        try:
+            limit = int(request.query_params.get("maxResults", "250"))
+        except ValueError:
+            return JSONResponse({"error": "invalid maxResults"}, status_code=400)
+        return JSONResponse({"kind": "calendar#events", "items": list(_EVENTS[:max(limit, 0)])})

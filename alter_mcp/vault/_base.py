@@ -15,27 +15,34 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import httpx2
 
+from alter_mcp import apikeys
 from alter_mcp import identity as _identity
 from alter_mcp.audit import AuditEntry, AuditLog, ChainReport
 from alter_mcp.config import Settings, load_settings
 from alter_mcp.crypto import Envelope, Keyring
 from alter_mcp.errors import (
     AlterError,
+    AuthenticationError,
     ConfigurationError,
     GrantNotFoundError,
     InvalidInputError,
     PolicyViolationError,
     SecretNotFoundError,
     StoreError,
+    VaultClosedError,
 )
 from alter_mcp.managed import secret_binding
 from alter_mcp.models import (
     CallerType,
     Grant,
+    GroupPrincipal,
     Identity,
+    Principal,
     SystemPrincipal,
+    UserPrincipal,
 )
 from alter_mcp.oauth.service import OAuthService
 from alter_mcp.outbound import Outbound
@@ -45,6 +52,7 @@ from alter_mcp.proxy import Sender, new_client
 from alter_mcp.redaction import Secret
 from alter_mcp.store import Store, open_store
 from alter_mcp.store.base import PruneResult
+from alter_mcp.tokens import JwtVerifier, VerifiedToken
 from alter_mcp.vault.keycheck import existing_keyring, keyring_loader, settle_keyring
 
 __all__ = ["VaultBase", "secret_binding"]
@@ -74,6 +82,10 @@ class _Core:
         self.clock = clock
         self.audit = AuditLog(store, clock=clock)
         self.opened = False
+        self.closed = False
+        # Two first actions may race to open the vault lazily; one opens, the other waits.
+        self.open_lock = anyio.Lock()
+        self.jwt_verifier: JwtVerifier | None = None
         self.views = 0
         # An injected client is the caller's to close; the default one is the vault's.
         self.http = http
@@ -115,16 +127,34 @@ class VaultBase:
         self,
         settings: Settings | None = None,
         *,
+        api_key: str | None = None,
+        caller: str | None = None,
+        caller_type: CallerType = CallerType.AGENT,
+        timeout: float | None = None,
+        user_token_getter: _identity.TokenGetter | None = None,
+        identity: _identity.IdentitySource | None = None,
         store: Store | None = None,
         keyring: Keyring | None = None,
         catalog: Catalog | None = None,
-        caller: str | None = None,
-        caller_type: CallerType = CallerType.AGENT,
-        identity: _identity.IdentitySource | None = None,
         clock: Callable[[], datetime] = _utcnow,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
+        """Build a vault; nothing is opened until ``open()``, ``async with`` or a first action.
+
+        ``caller`` and ``caller_type`` name the software in the audit log. ``timeout`` (seconds)
+        bounds each outbound request. The vault acts as the system principal unless given
+        ``user_token_getter`` (a sync or async function returning the end user's JWT, verified
+        on every action against ``ALTER_MCP_IDP_*``), ``api_key`` (an agent key, ``amk_…``) or
+        ``identity`` (an :class:`Identity` or a function returning one); these exclude each
+        other.
+        """
         settings = settings or load_settings()
+        if timeout is not None:
+            settings = settings.model_copy(update={"request_timeout": _check_timeout(timeout)})
+        # Arguments are checked before the keyring is read, so a refusal creates no key file.
+        source = self._identity_from(identity, user_token_getter, api_key)
+        # A getter's tokens can only be verified with an identity provider: say so now.
+        verifier = JwtVerifier.from_settings(settings) if user_token_getter is not None else None
         reload = None
         if keyring is None:
             reload = keyring_loader(settings)
@@ -140,9 +170,82 @@ class VaultBase:
             http_client,
             reload=reload,
         )
-        self._identity_source = identity
+        self._core.jwt_verifier = verifier
+        self._identity_source = source
         self.caller = caller
         self.caller_type = caller_type
+
+    def _identity_from(
+        self, identity: _identity.IdentitySource | None,
+        user_token_getter: _identity.TokenGetter | None, api_key: str | None,
+    ) -> _identity.IdentitySource | None:
+        given = [name for name, value in (("identity", identity),
+                                          ("user_token_getter", user_token_getter),
+                                          ("api_key", api_key)) if value is not None]
+        if len(given) > 1:
+            raise InvalidInputError(
+                f"{' and '.join(given)} cannot be combined: each one says who is calling.",
+                field=given[-1],
+                hint="An agent key acts as its agent and a user token as its user; build one "
+                     "vault per identity (they may share settings).")
+        if user_token_getter is not None:
+            return _identity.token_source(user_token_getter, self._user_identity)
+        if api_key is not None:
+            return self._agent_source(api_key)
+        return identity
+
+    def _agent_source(self, api_key: str) -> _identity.IdentitySource:
+        if not isinstance(api_key, str) or not apikeys.looks_like_key(api_key):
+            raise InvalidInputError(
+                "api_key is not an agent key. An embedded vault needs no app key: it runs in "
+                "your process, with your database and master key.",
+                field="api_key",
+                hint="Drop api_key= to act as the system principal (or pass user_token_getter "
+                     "to act as a user); pass an agent key (amk_…, from `alter-mcp keys "
+                     "create`) only to act as that agent.")
+        key = Secret(apikeys.check_shape(api_key))
+
+        # Looked up on every action, so revoking the key stops this vault at once.
+        async def source() -> Identity:
+            return await self._agent_identity(key.reveal())
+
+        return source
+
+    async def _agent_identity(self, key: str) -> Identity:
+        await self._ensure_open()
+        record = await self._core.store.get_api_key_by_hash(
+            apikeys.hash_key(apikeys.check_shape(key)))
+        if record is None or record.revoked_at is not None:
+            raise AuthenticationError(
+                "The agent API key is unknown or revoked.",
+                hint="Ask an operator for a new key (alter-mcp keys create NAME).",
+                reason="invalid_api_key",
+            )
+        return apikeys.agent_identity(record)
+
+    async def _verified_token(self, token: str) -> VerifiedToken:
+        core = self._core
+        # One verifier (and so one JWKS cache) per vault; views share it through the core.
+        if core.jwt_verifier is None:
+            core.jwt_verifier = JwtVerifier.from_settings(core.settings)
+        return await core.jwt_verifier.verify(token)
+
+    async def _user_identity(self, token: str) -> Identity:
+        identity = (await self._verified_token(token)).identity
+        return identity.model_copy(update={"caller_type": self.caller_type})
+
+    async def resolve_principal(self, principal: Principal) -> Principal:
+        """Return ``principal`` as stored: a user's JWT verified, a group's ``idp_id`` mapped."""
+        if isinstance(principal, UserPrincipal) and principal.user_token is not None:
+            token = principal.user_token.get_secret_value()
+            found = (await self._verified_token(token)).identity.principal
+            assert isinstance(found, UserPrincipal)  # a verified token always names a user
+            return UserPrincipal(issuer=found.issuer, subject=found.subject,
+                                 label=principal.label)
+        if isinstance(principal, GroupPrincipal) and principal.idp_id is not None:
+            issuer = _identity.issuer_for_idp(principal.idp_id, self._core.settings)
+            return GroupPrincipal(issuer=issuer, group=principal.group, label=principal.label)
+        return principal
 
     @classmethod
     def _view(cls, core: _Core, source: _identity.IdentitySource, caller: str | None,
@@ -164,7 +267,9 @@ class VaultBase:
     async def open(self) -> None:
         """Open the store (applying migrations), check the keys against it, open the HTTP client."""
         core = self._core
-        if not core.opened:
+        async with core.open_lock:
+            if core.opened:
+                return
             await core.store.open()
             try:
                 await core.open_keys()
@@ -187,10 +292,23 @@ class VaultBase:
                 clock=core.clock, allow_insecure_http=core.settings.allow_insecure_http,
                 rules=core.rules)
             core.opened = True
+            core.closed = False
+
+    async def _ensure_open(self) -> None:
+        """Open the vault on its first action; refuse every action after ``close()``."""
+        core = self._core
+        if not core.opened:
+            if core.closed:
+                raise VaultClosedError()
+            await self.open()
 
     async def close(self) -> None:
-        """Stop the connect listener, close the HTTP client the vault made, close the store."""
+        """Stop the connect listener, close the HTTP client the vault made, close the store.
+
+        Closing twice is harmless; an action after ``close()`` raises ``VaultClosedError``.
+        """
         core = self._core
+        core.closed = True
         if core.opened:
             core.opened = False
             if core.oauth is not None:
@@ -236,7 +354,8 @@ class VaultBase:
         return self._core.envelope
 
     async def current_identity(self) -> Identity:
-        """Return the identity this call acts as."""
+        """Return the identity this call acts as (opening the vault on its first action)."""
+        await self._ensure_open()
         return await _identity.resolve_identity(
             self._identity_source, caller=self.caller, caller_type=self.caller_type
         )
@@ -270,7 +389,9 @@ class VaultBase:
     @property
     def _oauth(self) -> OAuthService:
         if self._core.oauth is None:
-            raise StoreError("The vault is not open.", hint="Use the vault as `async with`.")
+            if self._core.closed:
+                raise VaultClosedError()
+            raise StoreError("The vault is not open.", hint="Call `await vault.open()` first.")
         return self._core.oauth
 
     async def _secret_values(self, secret_id: str) -> dict[str, Secret]:
@@ -293,6 +414,7 @@ class VaultBase:
     # -- audit ------------------------------------------------------------------------------
     async def verify_audit(self) -> ChainReport:
         """Walk the audit hash chain (from its signed checkpoint) and report the first break."""
+        await self._ensure_open()
         return await self._core.audit.verify(keyring=self._core.envelope.keyring)
 
     async def prune_audit(self, older_than: timedelta | datetime | None = None) -> PruneResult:
@@ -323,6 +445,14 @@ class VaultBase:
     def new_token(self, nbytes: int = 32) -> str:
         """Return a fresh URL-safe random token."""
         return _secrets.token_urlsafe(nbytes)
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+            0 < timeout <= 600):
+        raise InvalidInputError("timeout must be a number of seconds above 0 and at most 600.",
+                                field="timeout", hint="Use e.g. timeout=30.0.")
+    return float(timeout)
 
 
 def _safe_id(value: object) -> str | None:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from alter_mcp.audit import AuditEntry
 from alter_mcp.errors import (
     AlterError,
-    AuthenticationError,
     InvalidInputError,
 )
 from alter_mcp.models import (
@@ -81,33 +80,15 @@ class AccessActions(VaultBase):
 
     async def authenticate_api_key(self, key: str) -> Identity:
         """Return the agent identity of a presented key, or raise ``AuthenticationError``."""
-        from alter_mcp import apikeys
-
-        record = await self._core.store.get_api_key_by_hash(
-            apikeys.hash_key(apikeys.check_shape(key)))
-        if record is None or record.revoked_at is not None:
-            raise AuthenticationError(
-                "The agent API key is unknown or revoked.",
-                hint="Ask an operator for a new key (alter-mcp keys create NAME).",
-                reason="invalid_api_key",
-            )
-        return apikeys.agent_identity(record)
+        return await self._agent_identity(key)
 
     async def verify_user_token(self, token: str) -> VerifiedToken:
         """Verify an end user's JWT against the configured identity provider."""
-        from alter_mcp.tokens import JwtVerifier
-
-        # One verifier (and so one JWKS cache) per vault; views share it through the core.
-        verifier = getattr(self._core, "jwt_verifier", None)
-        if verifier is None:
-            verifier = JwtVerifier.from_settings(self._core.settings)
-            self._core.jwt_verifier = verifier  # type: ignore[attr-defined]
-        result: VerifiedToken = await verifier.verify(token)
-        return result
+        return await self._verified_token(token)
 
     def use_jwt_verifier(self, verifier: JwtVerifier) -> None:
         """Verify user tokens with ``verifier`` (e.g. one with an injected HTTP client)."""
-        self._core.jwt_verifier = verifier  # type: ignore[attr-defined]
+        self._core.jwt_verifier = verifier
 
     async def authenticate(
         self, *, open_browser: bool | Callable[[str], Any] = True,
@@ -130,6 +111,7 @@ class AccessActions(VaultBase):
 
     async def configured_providers(self) -> frozenset[str]:
         """Return the ids of providers with an OAuth client on this deployment."""
+        await self._ensure_open()
         stored = await self._core.store.list_provider_configs()
         return frozenset(self._core.settings.providers) | {r.provider_id for r in stored}
 

@@ -11,7 +11,6 @@ from alter_mcp.errors import (
     AlterError,
     GrantNotFoundError,
     InvalidInputError,
-    StoreError,
 )
 from alter_mcp.models import (
     ConnectSession,
@@ -153,9 +152,8 @@ class ConnectActions(VaultBase):
         Give ``grant_id``, or ``provider`` (plus ``account`` when the caller has several).
         ``approver`` asks a human when a policy rule requires approval.
         """
-        if self._core.outbound is None:
-            raise StoreError("The vault is not open.", hint="Use the vault as `async with`.")
-        ident = await self.current_identity()
+        ident = await self.current_identity()  # opens the vault on its first action
+        assert self._core.outbound is not None
         # The identity is resolved once per request: a token-based source verifies a JWT.
         return await self._core.outbound.request(
             ident, method, url, credential=functools.partial(self._credential_for,

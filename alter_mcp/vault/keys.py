@@ -111,6 +111,7 @@ class KeyActions(VaultBase):
 
     async def pending_rewrap(self, *, limit: int = COUNT_LIMIT) -> int | None:
         """Return how many blobs are wrapped by an older key (None if more than ``limit``)."""
+        await self._ensure_open()
         found = await self._core.store.blobs_not_under(self.active_key_id, limit=limit + 1)
         return len(found) if len(found) <= limit else None
 

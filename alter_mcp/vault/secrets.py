@@ -85,6 +85,7 @@ class SecretActions(VaultBase):
             if found is None:
                 raise SecretNotFoundError(secret_id)
             secret, _ = found
+            principal = await self.resolve_principal(principal)
             admin.check_grant_principal(principal, label)
             now = self._core.clock()
             grant = Grant(

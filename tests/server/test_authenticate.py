@@ -10,6 +10,7 @@ import pytest
 
 from alter_mcp.errors import AuthenticationError
 from alter_mcp.models import UserPrincipal
+from alter_mcp.vault import AlterVault
 from tests.peers.fixtures import PUBLIC_APP
 from tests.peers.oidc import BrowserlessAgent, OidcProviderPeer
 from tests.server.conftest import VaultFactory, era_client, secret_grant, server_for, user
@@ -75,3 +76,26 @@ async def test_authenticate_refused_login_is_an_error(
         await vault.authenticate(open_browser=deny, timeout=20, reuse=False)
     assert info.value.details["reason"] == "access_denied"
     assert (await vault.current_identity()).principal.type == "system"
+
+
+async def test_authenticate_replaces_the_user_token_getter(
+    make_vault: VaultFactory, oidc_peer: OidcProviderPeer, browser_agent: BrowserlessAgent
+) -> None:
+    """After authenticate(), the constructor's user_token_getter is no longer asked."""
+    opened = await make_vault(idp_issuer=oidc_peer.issuer, idp_client_id=PUBLIC_APP,
+                              idp_audience="http://127.0.0.1:9/mcp")
+    asked: list[int] = []
+
+    def getter() -> str:
+        asked.append(1)
+        return "not-a-jwt"
+
+    vault = AlterVault(opened.settings, caller="my-agent", user_token_getter=getter)
+    with pytest.raises(AuthenticationError, match="well-formed"):
+        await vault.current_identity()
+    await vault.authenticate(open_browser=playing(browser_agent, []), timeout=20)
+    ident = await vault.current_identity()
+    await vault.close()
+    assert ident.principal == UserPrincipal(issuer=oidc_peer.issuer, subject="alice",
+                                            label="alice@example.test")
+    assert asked == [1]
