@@ -67,12 +67,14 @@ __all__ = [
     "StoreError",
     "TokenRefreshInProgressError",
     "VaultClosedError",
-    "format_seconds",
 ]
 
 
 def format_seconds(value: float) -> str:
-    """Return a duration for people: ``2``, ``1.5``, ``0.25`` seconds, never ``1.99956``."""
+    """Return a duration for people: ``2``, ``1.5``, ``0.25`` seconds, never ``1.99956``.
+
+    A helper for messages, not part of the exception tree (so not in ``__all__``).
+    """
     rounded = round(value) if value >= 10 else round(value, 2 if value < 1 else 1)
     return f"{rounded:g}"
 
