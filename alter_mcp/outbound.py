@@ -30,7 +30,7 @@ from alter_mcp.errors import (
     ScopeReauthRequiredError,
 )
 from alter_mcp.models import Grant, GrantKind, GrantStatus, HttpMethod, Identity, Outcome
-from alter_mcp.policy import PolicyRequest, Rule, evaluate, usage_keys
+from alter_mcp.policy import PolicyRequest, Rule, Targeted, evaluate, select, usage_keys
 from alter_mcp.providers import Catalog, Provider
 from alter_mcp.proxy import AnswerKind, PreparedRequest, ProxyResult, Sender, classify, prepare
 from alter_mcp.redaction import Secret
@@ -217,13 +217,13 @@ class Outbound:
         return grants[0]
 
     def _limits(self, ident: Identity, request: PolicyRequest,
-                rules: Sequence[Rule]) -> list[tuple[str, AuditFilter, int]]:
+                rules: Targeted) -> list[tuple[str, AuditFilter, int]]:
         """Return, per rate-limited rule targeting the request, what to count and its limit."""
         now = self._clock()
         out = []
+        limits = {r.name: r.rate_limit.limit for r in rules.rules if r.rate_limit is not None}
         for key in usage_keys(request, rules):
-            limit = next(r.rate_limit.limit for r in rules
-                         if r.name == key.rule and r.rate_limit is not None)
+            limit = limits[key.rule]
             scope: dict[str, Any] = {"grant_id": request.grant_id}
             if key.per == "caller":
                 scope = ({"caller": ident.caller} if ident.caller
@@ -262,8 +262,11 @@ class Outbound:
             provider_id=grant.provider_id, grant_id=grant.grant_id,
             principal=ident.principal.key, groups=ident.groups, caller=ident.caller,
             mcp_client=ident.mcp_client, body=json_body)
-        limits = self._limits(ident, request, rules)
-        decision = evaluate(request, rules, now=self._clock(), usage=await self._usage(limits))
+        # Only the rules that target this request, each targets() checked once.
+        targeted = select(request, rules)
+        limits = self._limits(ident, request, targeted)
+        decision = evaluate(request, targeted, now=self._clock(),
+                            usage=await self._usage(limits))
         if not decision.allowed:
             raise PolicyViolationError(
                 f"Policy rule {decision.rule!r} denied this request: {decision.reason}.",

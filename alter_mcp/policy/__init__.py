@@ -1,5 +1,6 @@
 """Policy: rules that restrict requests (pure evaluation) and the file they come from."""
 
+from alter_mcp.policy.index import PolicyIndex, select
 from alter_mcp.policy.loader import PolicyFile, load_rules
 from alter_mcp.policy.rules import (
     Decision,
@@ -8,6 +9,7 @@ from alter_mcp.policy.rules import (
     RateLimit,
     Rule,
     RuleSet,
+    Targeted,
     TimeWindow,
     UsageKey,
     evaluate,
@@ -18,13 +20,16 @@ __all__ = [
     "Decision",
     "ParamCheck",
     "PolicyFile",
+    "PolicyIndex",
     "PolicyRequest",
     "RateLimit",
     "Rule",
     "RuleSet",
+    "Targeted",
     "TimeWindow",
     "UsageKey",
     "evaluate",
     "load_rules",
+    "select",
     "usage_keys",
 ]

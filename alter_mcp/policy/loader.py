@@ -13,7 +13,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from alter_mcp.errors import ConfigurationError
-from alter_mcp.policy.rules import Rule, RuleSet
+from alter_mcp.policy.index import PolicyIndex
+from alter_mcp.policy.rules import RuleSet
 
 __all__ = ["PolicyFile", "load_rules"]
 
@@ -31,7 +32,7 @@ def _problem(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def load_rules(path: Path) -> tuple[Rule, ...]:
+def load_rules(path: Path) -> PolicyIndex:
     """Read and validate a policy file; raise ConfigurationError naming the rule and field."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -45,7 +46,7 @@ def load_rules(path: Path) -> tuple[Rule, ...]:
         raise ConfigurationError(f"The policy file {path} is not valid TOML: {exc}.",
                                  setting=SETTING, hint="Fix the syntax at that position.") from None
     try:
-        return RuleSet.model_validate(data).rule
+        return PolicyIndex(RuleSet.model_validate(data).rule)
     except ValidationError as exc:
         raise ConfigurationError(
             f"The policy file {path} is invalid: {_problem(exc)}.", setting=SETTING,
@@ -73,8 +74,8 @@ class PolicyFile:
         """Return the policy file's path."""
         return self._path
 
-    def rules(self) -> tuple[Rule, ...]:
-        """Return the current rules, reloading first if the file changed."""
+    def rules(self) -> PolicyIndex:
+        """Return the current rules (indexed by target), reloading first if the file changed."""
         stamp = self._mtime()
         if stamp != self._stamp:
             self._stamp = stamp

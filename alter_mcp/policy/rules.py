@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +30,7 @@ __all__ = [
     "RateLimit",
     "Rule",
     "RuleSet",
+    "Targeted",
     "TimeWindow",
     "UsageKey",
     "evaluate",
@@ -165,6 +166,12 @@ class Rule(BaseModel):
             raise ValueError(f"unknown HTTP method(s) {bad}")
         return upper
 
+    @cached_property
+    def globs(self) -> _Globs:
+        """Return the host and path globs compiled once, held by the rule itself."""
+        return _Globs(_pattern(self.deny_hosts), _pattern(self.allow_hosts),
+                      _pattern(self.deny_paths), _pattern(self.allow_paths))
+
     def targets(self, request: PolicyRequest) -> bool:
         """Return True when this rule applies to ``request``."""
         checks: list[bool] = []
@@ -217,6 +224,19 @@ class PolicyRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Targeted:
+    """The rules that target one request, in policy order, ``targets()`` already checked."""
+
+    rules: tuple[Rule, ...]
+
+
+def _targeting(request: PolicyRequest, rules: Sequence[Rule] | Targeted) -> tuple[Rule, ...]:
+    if isinstance(rules, Targeted):
+        return rules.rules
+    return tuple(rule for rule in rules if rule.targets(request))
+
+
+@dataclass(frozen=True, slots=True)
 class UsageKey:
     """A count a rate limit needs: requests by one grant or caller within a window."""
 
@@ -241,11 +261,11 @@ class Decision:
         return self.allowed and bool(self.approval_rules)
 
 
-def usage_keys(request: PolicyRequest, rules: Sequence[Rule]) -> list[UsageKey]:
+def usage_keys(request: PolicyRequest, rules: Sequence[Rule] | Targeted) -> list[UsageKey]:
     """Return the usage counts the rate-limited rules targeting ``request`` need."""
     keys = []
-    for rule in rules:
-        if rule.rate_limit is not None and rule.targets(request):
+    for rule in _targeting(request, rules):
+        if rule.rate_limit is not None:
             per = rule.rate_limit.per
             subject = request.grant_id if per == "grant" else (
                 request.caller or request.mcp_client or request.principal)
@@ -303,35 +323,17 @@ def _param_ok(check: ParamCheck, body: Any) -> tuple[bool, str]:
     return passed, describe
 
 
-class _Globs(NamedTuple):
-    deny_hosts: re.Pattern[str] | None
-    allow_hosts: re.Pattern[str] | None
-    deny_paths: re.Pattern[str] | None
-    allow_paths: re.Pattern[str] | None
-
-
-#: Compiled globs per rule object. Holding the rule keeps its id from being reused; the
-#: cache is bounded, so an evicted rule is simply compiled again.
-_COMPILED: OrderedDict[int, tuple[Rule, _Globs]] = OrderedDict()
-_COMPILED_MAX = 20_000
-
-
 def _pattern(patterns: Sequence[str]) -> re.Pattern[str] | None:
     if not patterns:
         return None
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
-def _globs(rule: Rule) -> _Globs:
-    hit = _COMPILED.get(id(rule))
-    if hit is not None and hit[0] is rule:
-        return hit[1]
-    globs = _Globs(_pattern(rule.deny_hosts), _pattern(rule.allow_hosts),
-                   _pattern(rule.deny_paths), _pattern(rule.allow_paths))
-    _COMPILED[id(rule)] = (rule, globs)
-    if len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.popitem(last=False)
-    return globs
+class _Globs(NamedTuple):
+    deny_hosts: re.Pattern[str] | None
+    allow_hosts: re.Pattern[str] | None
+    deny_paths: re.Pattern[str] | None
+    allow_paths: re.Pattern[str] | None
 
 
 def _matches(pattern: re.Pattern[str] | None, value: str) -> bool | None:
@@ -344,7 +346,7 @@ def _check_rule(rule: Rule, request: PolicyRequest, now: datetime,
     if rule.methods and method not in rule.methods:
         allowed = ", ".join(rule.methods)
         return f"method {method} is not allowed (allowed: {allowed})"
-    globs = _globs(rule)
+    globs = rule.globs
     if _matches(globs.deny_hosts, host):
         return f"host {host} is denied"
     if _matches(globs.allow_hosts, host) is False:
@@ -371,18 +373,20 @@ def _check_rule(rule: Rule, request: PolicyRequest, now: datetime,
     return None
 
 
-def evaluate(request: PolicyRequest, rules: Sequence[Rule], *, now: datetime,
+def evaluate(request: PolicyRequest, rules: Sequence[Rule] | Targeted, *, now: datetime,
              usage: Mapping[str, int] | None = None) -> Decision:
-    """Decide whether ``request`` may be sent; deny on any failing rule or evaluation error."""
+    """Decide whether ``request`` may be sent; deny on any failing rule or evaluation error.
+
+    ``rules`` is the whole policy, or the :class:`Targeted` selection of a
+    :class:`~alter_mcp.policy.index.PolicyIndex` (then ``targets()`` is not run again).
+    """
     counts = usage or {}
     approvals: list[str] = []
     current = "policy"
     try:
         method, host, path = request.method.upper(), request.host.lower(), request.path or "/"
-        for rule in rules:
+        for rule in _targeting(request, rules):
             current = rule.name
-            if not rule.targets(request):
-                continue
             why = _check_rule(rule, request, now, counts, method, host, path)
             if why is not None:
                 return Decision(False, rule.name, why)

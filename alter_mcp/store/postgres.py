@@ -140,7 +140,7 @@ class PostgresStore(PostgresSessions):
         if not owner_keys:
             return []
         params: list[Any] = []
-        clauses = [f"owner_key IN ({bind_all(params, owner_keys)})"]
+        clauses = []
         if provider_id is not None:
             clauses.append(f"provider_id = {bind(params, provider_id)}")
         if status is not None:
@@ -148,10 +148,19 @@ class PostgresStore(PostgresSessions):
         if after is not None:
             when, last = bind(params, _ts(after[0])), bind(params, after[1])
             clauses.append(f"(created_at, grant_id) > ({when}::float8, {last}::text)")
-        sql = (
-            f"SELECT {_GRANT_COLUMNS} FROM grants WHERE {' AND '.join(clauses)} "
-            f"ORDER BY created_at, grant_id LIMIT {bind(params, limit)}"
-        )
+        size = bind(params, limit)
+        # One index-ordered page per owner, merged (see the SQLite store): a member of many
+        # groups reads about a page per group, never every grant of every group.
+        pages = " UNION ALL ".join(
+            f"(SELECT created_at, grant_id FROM grants WHERE "
+            f"{' AND '.join([f'owner_key = {bind(params, key)}', *clauses])} "
+            f"ORDER BY created_at, grant_id LIMIT {size})"
+            for key in dict.fromkeys(owner_keys))
+        columns = ", ".join(f"g.{c.strip()}" for c in _GRANT_COLUMNS.split(","))
+        sql = (f"SELECT {columns} FROM (SELECT created_at, grant_id FROM ({pages}) AS owners "
+               f"ORDER BY created_at, grant_id LIMIT {size}) "
+               "AS page JOIN grants AS g ON g.grant_id = page.grant_id "
+               "ORDER BY page.created_at, page.grant_id")
         return [_rows.grant(r) for r in await self._all(sql, *params)]
 
     async def update_grant(

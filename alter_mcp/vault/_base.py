@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets as _secrets
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -98,7 +98,7 @@ class _Core:
         self.api_http: httpx2.AsyncClient | None = None
         self.policy = PolicyFile(settings.policy_file) if settings.policy_file else None
 
-    def rules(self) -> tuple[Rule, ...]:
+    def rules(self) -> Sequence[Rule]:
         """Return the current policy rules (reloaded if the policy file changed)."""
         return self.policy.rules() if self.policy is not None else ()
 

@@ -436,3 +436,24 @@ async def test_store_append_within_takes_each_slot_once(store: Store) -> None:
         [(other, 5), (flt, 3)])
     assert taken.event is None and taken.exceeded == 1
     assert (await log.verify()).ok
+
+
+async def test_store_pages_of_many_owners_merge_in_order(store: Store) -> None:
+    """Keyset pages over several owners (a member's groups) equal the sorted whole, filters too."""
+    owners = [ALICE, ENG, GroupPrincipal(issuer="https://idp.test", group="ops"), BOB]
+    grants = [make_grant(n, owners[n % 4], provider="slack" if n % 3 == 0 else "github")
+              for n in range(60)]
+    for grant in grants:
+        await store.insert_grant(grant, None)
+    keys = [o.key for o in owners[:3]]
+    mine = sorted((g for g in grants if g.owner.key in keys),
+                  key=lambda g: (g.created_at, g.grant_id))
+    for provider in (None, "slack"):
+        expected = [g.grant_id for g in mine if provider is None or g.provider_id == provider]
+        seen: list[str] = []
+        after = None
+        while page := await store.list_grants(keys, provider_id=provider, limit=7, after=after):
+            seen.extend(g.grant_id for g in page)
+            after = (page[-1].created_at, page[-1].grant_id)
+        assert seen == expected and len(seen) > 7
+    assert await store.list_grants(keys, status=GrantStatus.REVOKED) == []
