@@ -6,10 +6,10 @@
 Builds a SQLite vault in bulk (a few seconds for a million grants: rows written with
 ``executemany`` into a migrated database, as the store would write them), then measures, in
 alternating blocks over several rounds, each case against its same-run baseline and prints
-the median and spread (min–max) of the per-round ratios:
+the median and spread (min-max) of the per-round ratios:
 
 - a member of ``--groups`` groups (each owning ``--per-group`` grants) reading the first
-  ``list_grants`` page, against the system principal's first page (target: ≤ 2×);
+  ``list_grants`` page, against the system principal's first page (target: ≤ 2x);
 - the policy decision of a request with ``--rules`` rules that do not target it, against no
   rules at all (target: adds ≤ 0.1 ms).
 """
@@ -92,8 +92,8 @@ async def timed(fn: Callable[[], Awaitable[object]], n: int) -> float:
 
 
 def spread(ratios: list[float]) -> str:
-    """Return 'median (min–max)' of a list of ratios."""
-    return f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+    """Return 'median (min-max)' of a list of ratios."""
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 async def group_pages(path: Path, member: Identity, rounds: int, block: int) -> None:
@@ -114,7 +114,7 @@ async def group_pages(path: Path, member: Identity, rounds: int, block: int) -> 
             system_ms.append(base * 1e3)
         print(f"first page, member of {len(member.groups)} groups: "
               f"{statistics.median(member_ms):.3f} ms vs system "
-              f"{statistics.median(system_ms):.3f} ms  ratio {spread(ratios)}  (target ≤ 2×)")
+              f"{statistics.median(system_ms):.3f} ms  ratio {spread(ratios)}  (target ≤ 2x)")
     finally:
         await store.close()
 
@@ -142,7 +142,7 @@ def policy_cost(rules: int, rounds: int, block: int) -> None:
         added.append((case - base) * 1e6)
         ratios.append(case / base)
     print(f"policy decision, {rules} non-targeting rules vs none: adds "
-          f"{statistics.median(added):.2f} µs ({min(added):.2f}–{max(added):.2f})  ratio "
+          f"{statistics.median(added):.2f} µs ({min(added):.2f}-{max(added):.2f})  ratio "
           f"{spread(ratios)}  (target: adds ≤ 100 µs)")
 
 
