@@ -13,7 +13,7 @@ import base64
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, assert_never
 from urllib.parse import parse_qsl, quote_plus
 
 import httpx2
@@ -28,7 +28,9 @@ from alter_mcp.providers.schema import (
     OAuthSpec,
     Provider,
     TokenEndpointAuth,
+    ValueSource,
 )
+from alter_mcp.providers.tenancy import dotted
 from alter_mcp.redaction import Secret, redact_text
 
 __all__ = ["InvalidGrantError", "OAuthHttp", "TokenEndpointError", "TokenResponse"]
@@ -57,13 +59,15 @@ class InvalidGrantError(TokenEndpointError):
 
 
 class TokenResponse:
-    """A parsed token response: the token set and the account identifier it names, if any."""
+    """A parsed token response: the token set, the account it names and connection values."""
 
-    __slots__ = ("account", "tokens")
+    __slots__ = ("account", "connection", "tokens")
 
-    def __init__(self, tokens: TokenSet, account: str | None) -> None:
+    def __init__(self, tokens: TokenSet, account: str | None,
+                 connection: Mapping[str, str] | None = None) -> None:
         self.tokens = tokens
         self.account = account
+        self.connection: dict[str, str] = dict(connection or {})
 
     def __repr__(self) -> str:
         return f"TokenResponse(account={self.account!r}, expires_at={self.tokens.expires_at})"
@@ -74,17 +78,6 @@ def _spec(provider: Provider) -> OAuthSpec:
         raise ConfigurationError(f"Provider {provider.id!r} has no OAuth endpoints.",
                                  setting=f"catalog.{provider.id}.oauth")
     return provider.oauth
-
-
-def _dotted(data: Mapping[str, Any], path: str) -> str | None:
-    value: Any = data
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-        return str(value)
-    return None
 
 
 def _parse_body(response: httpx2.Response) -> dict[str, Any]:
@@ -115,21 +108,27 @@ class OAuthHttp:
     ) -> None:
         """Add client authentication to the body or the Basic header, as the catalogue says."""
         method = spec.token_endpoint_auth
-        if method is TokenEndpointAuth.NONE or client.client_secret is None:
-            if method is not TokenEndpointAuth.NONE:
-                raise ConfigurationError(
-                    f"Provider {client.provider_id!r} needs a client secret "
-                    f"({method.value}) and none is configured.",
-                    setting=f"providers.{client.provider_id}.client_secret",
-                    hint="Set client_secret or client_secret_env for this provider.",
-                )
-            body["client_id"] = client.client_id
-        elif method is TokenEndpointAuth.CLIENT_SECRET_BASIC:
-            pair = f"{quote_plus(client.client_id)}:{quote_plus(client.client_secret.reveal())}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        else:
-            body["client_id"] = client.client_id
-            body["client_secret"] = client.client_secret.reveal()
+        secret = client.client_secret
+        if method is not TokenEndpointAuth.NONE and secret is None:
+            raise ConfigurationError(
+                f"Provider {client.provider_id!r} needs a client secret "
+                f"({method.value}) and none is configured.",
+                setting=f"providers.{client.provider_id}.client_secret",
+                hint="Set client_secret or client_secret_env for this provider.",
+            )
+        match method:
+            case TokenEndpointAuth.NONE:
+                body["client_id"] = client.client_id
+            case TokenEndpointAuth.CLIENT_SECRET_BASIC:
+                assert secret is not None
+                pair = f"{quote_plus(client.client_id)}:{quote_plus(secret.reveal())}"
+                headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            case TokenEndpointAuth.CLIENT_SECRET_POST:
+                assert secret is not None
+                body["client_id"] = client.client_id
+                body["client_secret"] = secret.reveal()
+            case _:
+                assert_never(method)
 
     async def _post(
         self, provider: Provider, client: OAuthClientConfig, url: str, body: dict[str, str],
@@ -199,16 +198,13 @@ class OAuthHttp:
             except ValueError:
                 expires_at = None
         granted = split_scopes(body.get("scope"), spec.scope_separator) or requested
-        extras = {}
-        if OAuthQuirk.INSTANCE_URL in spec.quirks and isinstance(data.get("instance_url"), str):
-            extras["instance_url"] = str(data["instance_url"])
         tokens = TokenSet(
             access_token=Secret(access), obtained_at=now,
             refresh_token=Secret(str(body["refresh_token"])) if body.get("refresh_token")
             else None,
             id_token=Secret(str(data["id_token"])) if data.get("id_token") else None,
             token_type=str(body.get("token_type") or "Bearer"), expires_at=expires_at,
-            scopes=granted, requested_scopes=requested, extras=extras,
+            scopes=granted, requested_scopes=requested,
         )
         return TokenResponse(tokens, self._account_from_response(spec, client, data))
 
@@ -218,7 +214,7 @@ class OAuthHttp:
     ) -> str | None:
         if spec.account_source is AccountSource.TOKEN_RESPONSE:
             public = {k: v for k, v in data.items() if k not in _SECRET_KEYS}
-            return _dotted(public, spec.account_field)
+            return dotted(public, spec.account_field)
         if spec.account_source is AccountSource.ID_TOKEN and isinstance(data.get("id_token"), str):
             # Received straight from the token endpoint over TLS, so the signature check may
             # be skipped (OIDC Core 3.1.3.7); the audience must still be this client.
@@ -230,7 +226,7 @@ class OAuthHttp:
             audiences = audience if isinstance(audience, list) else [audience]
             if client.client_id not in audiences:
                 return None
-            return _dotted(claims, spec.account_field)
+            return dotted(claims, spec.account_field)
         return None
 
     # -- grant types --------------------------------------------------------------------------
@@ -250,7 +246,34 @@ class OAuthHttp:
         response = self.parse_tokens(provider, client, data, now=now, requested=requested)
         if spec.account_source is AccountSource.USERINFO:
             response.account = await self.userinfo_account(provider, response.tokens)
+        response.connection = await self.connection_values(provider, data, response.tokens)
         return response
+
+    async def connection_values(
+        self, provider: Provider, data: Mapping[str, Any], tokens: TokenSet,
+    ) -> dict[str, str]:
+        """Return the grant's connection values from the token response and metadata."""
+        values: dict[str, str] = {}
+        public = {k: v for k, v in data.items() if k not in _SECRET_KEYS}
+        for value in provider.connection:
+            match value.source:
+                case ValueSource.USER:
+                    continue  # asked on the connect page, not of the provider
+                case ValueSource.TOKEN_RESPONSE:
+                    raw = dotted(public, value.field or "")
+                case ValueSource.METADATA:
+                    body = await self._get_json(provider, value.url or "", tokens,
+                                                scheme=value.auth_scheme, what="metadata")
+                    raw = dotted(body, value.field or "")
+                case _:
+                    assert_never(value.source)
+            if raw is None:
+                raise ProviderAPIError(
+                    f"{provider.id!r} did not return {value.field!r} ({value.label}), which "
+                    "this provider's grants need to know their API host.",
+                    provider_id=provider.id, hint="Check the app's scopes and retry connect.")
+            values[value.name] = value.accept(raw, provider_id=provider.id)
+        return values
 
     async def refresh(
         self, provider: Provider, client: OAuthClientConfig, tokens: TokenSet, *,
@@ -285,24 +308,37 @@ class OAuthHttp:
         spec = _spec(provider)
         if spec.userinfo_url is None:
             return None
+        body = await self._get_json(provider, spec.userinfo_url, tokens, scheme="Bearer",
+                                    what="userinfo",
+                                    post=OAuthQuirk.USERINFO_POST in spec.quirks)
+        return dotted(body, spec.account_field)
+
+    async def _get_json(
+        self, provider: Provider, url: str, tokens: TokenSet, *, scheme: str, what: str,
+        post: bool = False,
+    ) -> Any:
+        """Read a JSON document about the new grant (userinfo, metadata) with its token."""
         token = tokens.access_token.reveal()
         try:
-            if OAuthQuirk.USERINFO_POST in spec.quirks:
+            if post:
                 response = await self._http.post(
-                    spec.userinfo_url, data={"access_token": token}, timeout=self._timeout,
+                    url, data={"access_token": token}, timeout=self._timeout,
                     headers={"Accept": "application/json"}, follow_redirects=False)
             else:
                 response = await self._http.get(
-                    spec.userinfo_url, timeout=self._timeout, follow_redirects=False,
-                    headers={"Accept": "application/json", "Authorization": f"Bearer {token}"})
+                    url, timeout=self._timeout, follow_redirects=False,
+                    headers={"Accept": "application/json", "Authorization": f"{scheme} {token}"})
         except httpx2.HTTPError as exc:
             raise ProviderAPIError(
-                f"The userinfo endpoint of {provider.id!r} could not be reached "
+                f"The {what} endpoint of {provider.id!r} could not be reached "
                 f"({type(exc).__name__}).", provider_id=provider.id,
             ) from None
         if response.status_code >= 400:
             raise ProviderAPIError(
-                f"The userinfo endpoint of {provider.id!r} answered HTTP {response.status_code}.",
+                f"The {what} endpoint of {provider.id!r} answered HTTP {response.status_code}.",
                 status=response.status_code, provider_id=provider.id,
             )
-        return _dotted(_parse_body(response), spec.account_field)
+        try:
+            return json.loads(response.text) if response.text.strip() else {}
+        except ValueError:
+            return _parse_body(response)

@@ -93,7 +93,7 @@ def register_grant_tools(server: FastMCP, binder: CallerBinder) -> None:
             page = await vault.list_grants(
                 provider_id=provider, status=GrantStatus(status) if status else None,
                 limit=limit, cursor=cursor)
-            return {"grants": [g.public_view() for g in page.grants],
+            return {"grants": [vault.grant_view(g) for g in page.grants],
                     "next_cursor": page.next_cursor}
 
     @server.tool(annotations=ToolAnnotations(

@@ -45,7 +45,7 @@ __all__ = ["PostgresStore"]
 
 _GRANT_COLUMNS = (
     "grant_id, kind, provider_id, owner_key, owner, account_identifier, label, scopes, "
-    "status, secret_id, created_at, updated_at, revoked_at"
+    "status, secret_id, created_at, updated_at, revoked_at, connection"
 )
 _BLOB_TABLES = {
     EncryptedField.CREDENTIAL: ("credentials", "grant_id", "blob"),
@@ -76,7 +76,7 @@ class PostgresStore(PostgresSessions):
         async with transaction(self._pool) as conn:
             await conn.execute(
                 f"INSERT INTO grants ({_GRANT_COLUMNS}) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
                 *_rows.grant_params(grant),
             )
             if credential is not None:
@@ -232,9 +232,10 @@ class PostgresStore(PostgresSessions):
     ) -> None:
         """Store a managed secret's sealed fields."""
         await self._exec(
-            "INSERT INTO managed_secrets VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            "INSERT INTO managed_secrets VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
             secret.secret_id, secret.provider_id, secret.label,
             json.dumps(list(secret.field_names)), blob, key_id, _ts(secret.created_at),
+            json.dumps(secret.connection, sort_keys=True),
             audit=audit,
         )
 

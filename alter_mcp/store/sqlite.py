@@ -41,7 +41,7 @@ __all__ = ["SQLiteStore"]
 
 _GRANT_COLUMNS = (
     "grant_id, kind, provider_id, owner_key, owner, account_identifier, label, scopes, "
-    "status, secret_id, created_at, updated_at, revoked_at"
+    "status, secret_id, created_at, updated_at, revoked_at, connection"
 )
 _BLOB_TABLES = {
     EncryptedField.CREDENTIAL: ("credentials", "grant_id", "blob"),
@@ -70,7 +70,7 @@ class SQLiteStore(SQLiteSessions):
     ) -> None:
         """Insert a grant and its credential (and audit event) in one transaction."""
         def run(c: Conn) -> None:
-            c.execute(f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            c.execute(f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                       _rows.grant_params(grant))
             if credential is not None:
                 c.execute("INSERT INTO credentials VALUES (?,?,?,?,?,?)",
@@ -230,10 +230,10 @@ class SQLiteStore(SQLiteSessions):
     ) -> None:
         """Store a managed secret's sealed fields."""
         def run(c: Conn) -> None:
-            c.execute("INSERT INTO managed_secrets VALUES (?,?,?,?,?,?,?)",
+            c.execute("INSERT INTO managed_secrets VALUES (?,?,?,?,?,?,?,?)",
                       (secret.secret_id, secret.provider_id, secret.label,
                        json.dumps(list(secret.field_names)), blob, key_id,
-                       _ts(secret.created_at)))
+                       _ts(secret.created_at), json.dumps(secret.connection, sort_keys=True)))
             _audit(c, audit)
 
         await self._write(run)

@@ -14,7 +14,7 @@ import hmac
 import html
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus, urlencode, urlsplit
@@ -86,7 +86,7 @@ class SandboxAuthServer:
     def __init__(
         self, *, issuer: Callable[[], str], client_id: str, client_secret: str, account: str,
         subject: str, access_token_ttl: float, auto_approve: bool,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, token_fields: Mapping[str, Any] | None = None,
     ) -> None:
         self._issuer = issuer
         self.client_id = client_id
@@ -96,6 +96,8 @@ class SandboxAuthServer:
         self.access_token_ttl = access_token_ttl
         self.auto_approve = auto_approve
         self._clock = clock
+        #: Extra, non-secret fields of every token response (Salesforce's ``instance_url``).
+        self.token_fields = dict(token_fields or {})
         self._codes: dict[str, _Code] = {}
         self._pending: dict[str, dict[str, str]] = {}
         self.tokens: dict[str, SandboxToken] = {}
@@ -123,7 +125,7 @@ class SandboxAuthServer:
         self.tokens[access] = SandboxToken("access", client_id, scopes, family,
                                            now + self.access_token_ttl)
         self.tokens[refresh] = SandboxToken("refresh", client_id, scopes, family, None)
-        return {"access_token": access, "token_type": "Bearer",
+        return {**self.token_fields, "access_token": access, "token_type": "Bearer",
                 "expires_in": int(self.access_token_ttl), "refresh_token": refresh,
                 "scope": " ".join(scopes)}
 
@@ -283,12 +285,13 @@ class SandboxAuthServer:
             token.revoked = True
         return Response(status_code=200, headers=_NO_STORE)
 
-    def bearer(self, request: Request) -> SandboxToken | None:
-        """Return the live access token of a request's ``Authorization: Bearer``, if any."""
+    def bearer(self, request: Request, *, scheme: str = "Bearer") -> SandboxToken | None:
+        """Return the live access token of a request's ``Authorization: <scheme>``, if any."""
+        prefix = scheme.lower() + " "
         header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer "):
+        if not header.lower().startswith(prefix):
             return None
-        return self.token_info(header[7:].strip())
+        return self.token_info(header[len(prefix):].strip())
 
     # -- pages -----------------------------------------------------------------------------
     def _consent_page(self, request_id: str, scopes: tuple[str, ...]) -> HTMLResponse:

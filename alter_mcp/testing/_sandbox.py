@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -44,17 +45,26 @@ class SandboxProvider:
         client_id: str = "alter-mcp-sandbox", client_secret: str | None = None,
         account: str = "demo@sandbox.test", access_token_ttl: float = 3600.0,
         auto_approve: bool = False, port: int = 0,
+        token_fields: Mapping[str, Any] | None = None,
+        documents: Mapping[str, tuple[str, Any]] | None = None,
     ) -> None:
+        """Configure the sandbox; nothing listens until :meth:`start`.
+
+        ``token_fields`` are extra fields of every token response (a tenant's
+        ``instance_url``); ``documents`` maps a path to (auth scheme, JSON body) served to a
+        live token, like a provider's metadata endpoint.
+        """
         self.provider_id = provider_id
         self.name = name
         self.client_id = client_id
         self.client_secret = client_secret or "sbx_secret_" + secrets.token_urlsafe(18)
         self._server: LoopbackServer | None = None
         self._port = port
+        self._documents = dict(documents or {})
         self.auth = SandboxAuthServer(
             issuer=lambda: self.issuer, client_id=client_id, client_secret=self.client_secret,
             account=account, subject="sandbox-user-1", access_token_ttl=access_token_ttl,
-            auto_approve=auto_approve)
+            auto_approve=auto_approve, token_fields=token_fields)
 
     def __repr__(self) -> str:
         where = self.issuer if self._server is not None else "stopped"
@@ -196,7 +206,16 @@ class SandboxProvider:
             Route("/revoke", auth.revoke, methods=["POST"]),
             Route("/api/me", self._me, methods=["GET"]),
             Route("/api/items", self._items, methods=["GET"]),
+            *(Route(path, self._document(scheme, body), methods=["GET"])
+              for path, (scheme, body) in self._documents.items()),
         ])
+
+    def _document(self, scheme: str, body: Any) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            if self.auth.bearer(request, scheme=scheme) is None:
+                return JSONResponse({"error": "invalid_token"}, status_code=401)
+            return JSONResponse(body)
+        return serve
 
     def _api_token(self, request: Request) -> SandboxToken | Response:
         self.auth.stats.api_calls += 1

@@ -188,9 +188,6 @@ def test_oauth_entry_quirks_are_consistent(provider_id: str) -> None:
     oauth = PROVIDERS[provider_id].oauth
     assert oauth is not None
     assert len(set(oauth.quirks)) == len(oauth.quirks)
-    assert not (
-        OAuthQuirk.NO_EXPIRY in oauth.quirks and OAuthQuirk.ROTATING_REFRESH_TOKEN in oauth.quirks
-    )
     if OAuthQuirk.SLACK_AUTHED_USER in oauth.quirks:
         assert oauth.account_field.startswith("authed_user.")
 
