@@ -34,6 +34,7 @@ __all__ = [
 _HOST = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _MAX_VALUE = 200
+_LOOPBACK_TENANT = re.compile(r"127\.0\.0\.\{[a-z][a-z0-9_]*\}")
 
 
 class ValueSource(StrEnum):
@@ -173,10 +174,16 @@ def check_host_template(template: str, names: set[str]) -> None:
     if not used or template == "{" + next(iter(used)) + "}":
         # A whole-host value: its pattern alone says which hosts it may be.
         return
+    if _LOOPBACK_TENANT.fullmatch(template):
+        # Local stand-ins and development setups address tenants as 127.0.0.<n>.
+        return
+    domain = template.partition(".")[2]
     sample = template.replace("{" + next(iter(used)) + "}", "x")
-    if not _HOST.match(sample) or sample.count(".") < 2:
-        raise ValueError(f"api host template {template!r} must put the value inside one label "
-                         "of a fixed domain of at least two labels (e.g. {shop}.myshopify.com)")
+    fields = sum(1 for _, name, _, _ in string.Formatter().parse(template) if name)
+    if (fields != 1 or "{" in domain or not _HOST.match(sample) or sample.count(".") < 2):
+        raise ValueError(f"api host template {template!r} must put the value once, in the first "
+                         "label of a fixed domain of at least two labels (e.g. "
+                         "{shop}.myshopify.com)")
 
 
 def render_host(template: str, values: Mapping[str, str]) -> str | None:
