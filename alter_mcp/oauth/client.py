@@ -10,7 +10,7 @@ token, code, verifier or client secret.
 from __future__ import annotations
 
 import base64
-import json
+import json as jsonlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, assert_never
@@ -21,10 +21,10 @@ import jwt
 
 from alter_mcp.errors import ConfigurationError, ProviderAPIError
 from alter_mcp.oauth.clients import OAuthClientConfig
+from alter_mcp.oauth.quirks import Exchange, Identity, TokenCall, hooks_for
 from alter_mcp.oauth.tokens import TokenSet, split_scopes
 from alter_mcp.providers.schema import (
     AccountSource,
-    OAuthQuirk,
     OAuthSpec,
     Provider,
     TokenEndpointAuth,
@@ -88,7 +88,7 @@ def _parse_body(response: httpx2.Response) -> dict[str, Any]:
                                                       and not text.lstrip().startswith("{")):
         return dict(parse_qsl(text, keep_blank_values=True))
     try:
-        data = json.loads(text) if text.strip() else {}
+        data = jsonlib.loads(text) if text.strip() else {}
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -130,19 +130,28 @@ class OAuthHttp:
             case _:
                 assert_never(method)
 
-    async def _post(
-        self, provider: Provider, client: OAuthClientConfig, url: str, body: dict[str, str],
-        *, what: str, secrets: Iterable[str | Secret],
-    ) -> tuple[httpx2.Response, dict[str, Any]]:
+    async def _call(
+        self, provider: Provider, client: OAuthClientConfig, call: TokenCall, *, what: str,
+        secrets: Iterable[str | Secret],
+    ) -> dict[str, Any]:
+        """Send one token-endpoint call through the provider's hooks; return its body."""
         spec = _spec(provider)
-        headers = {"Accept": "application/json"}
-        self._auth(spec, client, body, headers)
-        kwargs: dict[str, Any] = {"data": body}
-        if OAuthQuirk.JSON_TOKEN_REQUEST in spec.quirks:
-            kwargs = {"json": body}
+        hooks = hooks_for(spec)
+        call.headers = {"Accept": "application/json", **call.headers}
+        if call.client_auth:
+            self._auth(spec, client, call.body, call.headers)
+        for reshape in hooks.token_request:
+            reshape(spec, call)
         try:
-            response = await self._http.post(url, headers=headers, timeout=self._timeout,
-                                             follow_redirects=False, **kwargs)
+            if call.method == "GET":
+                response = await self._http.get(call.url, params=call.body, headers=call.headers,
+                                                timeout=self._timeout, follow_redirects=False)
+            else:
+                payload: dict[str, Any] = ({"json": call.body} if call.as_json
+                                           else {"data": call.body})
+                response = await self._http.post(call.url, headers=call.headers,
+                                                 timeout=self._timeout, follow_redirects=False,
+                                                 **payload)
         except httpx2.HTTPError as exc:
             raise ProviderAPIError(
                 f"The {what} endpoint of {provider.id!r} could not be reached "
@@ -150,12 +159,11 @@ class OAuthHttp:
                 provider_id=provider.id, hint="Check the network and retry.",
             ) from None
         data = _parse_body(response)
-        failed = response.status_code >= 400 or "error" in data
-        if OAuthQuirk.OK_FALSE_ERRORS in spec.quirks and data.get("ok") is False:
-            failed = True
-        if failed:
+        for normalise in hooks.token_response:
+            data = normalise(data)
+        if response.status_code >= 400 or "error" in data:
             raise self._error(provider, response, data, what, secrets, client)
-        return response, data
+        return data
 
     @staticmethod
     def _error(
@@ -178,12 +186,9 @@ class OAuthHttp:
         self, provider: Provider, client: OAuthClientConfig, data: Mapping[str, Any], *,
         now: datetime, requested: tuple[str, ...],
     ) -> TokenResponse:
-        """Build the token set from a token response, applying the provider's quirks."""
+        """Build the token set from a token response (already normalised by the hooks)."""
         spec = _spec(provider)
         body: Mapping[str, Any] = data
-        if OAuthQuirk.SLACK_AUTHED_USER in spec.quirks and isinstance(
-                data.get("authed_user"), Mapping) and data["authed_user"].get("access_token"):
-            body = data["authed_user"]
         access = body.get("access_token")
         if not isinstance(access, str) or not access:
             raise TokenEndpointError(
@@ -192,7 +197,7 @@ class OAuthHttp:
             )
         expires_at = None
         expires_in = body.get("expires_in")
-        if OAuthQuirk.NO_EXPIRY not in spec.quirks and expires_in not in (None, ""):
+        if expires_in not in (None, ""):
             try:
                 expires_at = now + timedelta(seconds=max(0.0, float(str(expires_in))))
             except ValueError:
@@ -241,8 +246,12 @@ class OAuthHttp:
         if verifier is not None:
             body["code_verifier"] = verifier.reveal()
         known = [code, *([verifier] if verifier else [])]
-        _, data = await self._post(provider, client, spec.token_url, body, what="token",
-                                   secrets=known)
+        data = await self._call(provider, client, TokenCall(url=spec.token_url, body=body),
+                                what="token", secrets=known)
+        for trade in hooks_for(spec).after_exchange:
+            data = await trade(Exchange(http=_Bound(self, provider, client), spec=spec,
+                                        client_id=client.client_id,
+                                        client_secret=client.client_secret, data=data))
         response = self.parse_tokens(provider, client, data, now=now, requested=requested)
         if spec.account_source is AccountSource.USERINFO:
             response.account = await self.userinfo_account(provider, response.tokens)
@@ -262,8 +271,9 @@ class OAuthHttp:
                 case ValueSource.TOKEN_RESPONSE:
                     raw = dotted(public, value.field or "")
                 case ValueSource.METADATA:
-                    body = await self._get_json(provider, value.url or "", tokens,
-                                                scheme=value.auth_scheme, what="metadata")
+                    header = f"{value.auth_scheme} {tokens.access_token.reveal()}"
+                    body = await self._read(provider, value.url or "", what="metadata",
+                                            headers={"Authorization": header})
                     raw = dotted(body, value.field or "")
                 case _:
                     assert_never(value.source)
@@ -280,14 +290,19 @@ class OAuthHttp:
         now: datetime,
     ) -> TokenSet:
         """Redeem the refresh token; return the new set completed by the old one."""
-        if tokens.refresh_token is None:
+        spec = _spec(provider)
+        call = TokenCall(url=spec.refresh_url or spec.token_url,
+                         body={"grant_type": "refresh_token"})
+        if tokens.refresh_token is not None:
+            call.body["refresh_token"] = tokens.refresh_token.reveal()
+        for reshape in hooks_for(spec).refresh_request:
+            reshape(spec, call, tokens)
+        if not {"refresh_token", "access_token"} & set(call.body):
             raise InvalidGrantError(
                 f"The grant's token for {provider.id!r} expired and no refresh token was issued.",
                 provider_id=provider.id, error="invalid_grant",
             )
-        body = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token.reveal()}
-        _, data = await self._post(provider, client, _spec(provider).token_url, body,
-                                   what="token", secrets=tokens.secrets())
+        data = await self._call(provider, client, call, what="token", secrets=tokens.secrets())
         fresh = self.parse_tokens(provider, client, data, now=now,
                                   requested=tokens.requested_scopes)
         return tokens.after_refresh(fresh.tokens)
@@ -301,33 +316,39 @@ class OAuthHttp:
             raise ConfigurationError(f"Provider {provider.id!r} has no revocation endpoint.",
                                      setting=f"catalog.{provider.id}.oauth.revocation_url")
         body = {"token": token.reveal(), "token_type_hint": hint}
-        await self._post(provider, client, url, body, what="revocation", secrets=[token])
+        await self._call(provider, client, TokenCall(url=url, body=body), what="revocation",
+                         secrets=[token])
 
     async def userinfo_account(self, provider: Provider, tokens: TokenSet) -> str | None:
         """Return the account identifier read from the provider's userinfo endpoint."""
         spec = _spec(provider)
         if spec.userinfo_url is None:
             return None
-        body = await self._get_json(provider, spec.userinfo_url, tokens, scheme="Bearer",
-                                    what="userinfo",
-                                    post=OAuthQuirk.USERINFO_POST in spec.quirks)
+        identity = hooks_for(spec).identity
+        if identity is not None:
+            body = await identity(Identity(http=_Bound(self, provider, None), spec=spec,
+                                           injection=provider.injection,
+                                           token=tokens.access_token))
+        else:
+            header = f"Bearer {tokens.access_token.reveal()}"
+            body = await self._read(provider, spec.userinfo_url, what="userinfo",
+                                    headers={"Authorization": header})
         return dotted(body, spec.account_field)
 
-    async def _get_json(
-        self, provider: Provider, url: str, tokens: TokenSet, *, scheme: str, what: str,
-        post: bool = False,
+    async def _read(
+        self, provider: Provider, url: str, *, what: str, headers: Mapping[str, str],
+        json: Any = None, form: Mapping[str, str] | None = None,
     ) -> Any:
-        """Read a JSON document about the new grant (userinfo, metadata) with its token."""
-        token = tokens.access_token.reveal()
+        """Read a JSON document about the new grant (userinfo, metadata, identity)."""
+        sent = {"Accept": "application/json", **headers}
         try:
-            if post:
-                response = await self._http.post(
-                    url, data={"access_token": token}, timeout=self._timeout,
-                    headers={"Accept": "application/json"}, follow_redirects=False)
+            if json is None and form is None:
+                response = await self._http.get(url, timeout=self._timeout,
+                                                follow_redirects=False, headers=sent)
             else:
-                response = await self._http.get(
-                    url, timeout=self._timeout, follow_redirects=False,
-                    headers={"Accept": "application/json", "Authorization": f"{scheme} {token}"})
+                payload: dict[str, Any] = {"json": json} if form is None else {"data": form}
+                response = await self._http.post(url, timeout=self._timeout, headers=sent,
+                                                 follow_redirects=False, **payload)
         except httpx2.HTTPError as exc:
             raise ProviderAPIError(
                 f"The {what} endpoint of {provider.id!r} could not be reached "
@@ -339,6 +360,31 @@ class OAuthHttp:
                 status=response.status_code, provider_id=provider.id,
             )
         try:
-            return json.loads(response.text) if response.text.strip() else {}
+            return jsonlib.loads(response.text) if response.text.strip() else {}
         except ValueError:
             return _parse_body(response)
+
+
+class _Bound:
+    """The OAuth client bound to one provider (and client), as the quirk hooks see it."""
+
+    def __init__(self, http: OAuthHttp, provider: Provider,
+                 client: OAuthClientConfig | None) -> None:
+        self._http = http
+        self._provider = provider
+        self._client = client
+
+    async def call(self, call: TokenCall, *, what: str,
+                   secrets: Iterable[str | Secret]) -> dict[str, Any]:
+        """Send a token-endpoint-like call for the provider."""
+        if self._client is None:
+            raise ConfigurationError("This hook point has no OAuth client to call with.",
+                                     setting=f"catalog.{self._provider.id}.oauth.quirks")
+        return await self._http._call(self._provider, self._client, call, what=what,
+                                      secrets=secrets)
+
+    async def read(self, url: str, *, headers: dict[str, str], what: str,
+                   json: Any = None, form: dict[str, str] | None = None) -> Any:
+        """Read a JSON document about the grant."""
+        return await self._http._read(self._provider, url, what=what, headers=headers,
+                                      json=json, form=form)

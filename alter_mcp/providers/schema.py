@@ -104,6 +104,14 @@ class OAuthQuirk(StrEnum):
     OK_FALSE_ERRORS = "ok_false_errors"
     #: The userinfo endpoint wants the token in a query parameter or POST body.
     USERINFO_POST = "userinfo_post"
+    #: The client id is called ``client_key`` in the authorize and token requests (TikTok).
+    CLIENT_KEY = "client_key"
+    #: The account is read with a GraphQL query built from ``account_field`` (Linear, monday).
+    GRAPHQL_IDENTITY = "graphql_identity"
+    #: The 1-hour token is exchanged for a 60-day one and extended at ``refresh_url``.
+    INSTAGRAM_LONG_LIVED = "instagram_long_lived"
+    #: The short-lived user token is exchanged for a 60-day one (``fb_exchange_token``).
+    FACEBOOK_LONG_LIVED = "facebook_long_lived"
 
 
 class Injection(BaseModel):
@@ -178,6 +186,10 @@ class OAuthSpec(BaseModel):
     token_url: str
     revocation_url: str | None = None
     userinfo_url: str | None = None
+    #: Where refresh requests go when not to ``token_url`` (Figma, Instagram).
+    refresh_url: str | None = None
+    #: Where a short-lived token is traded for a long-lived one (Instagram, Facebook).
+    exchange_url: str | None = None
     #: The authorization server's exact issuer (RFC 8414). When set, every callback must carry
     #: ``iss`` equal to it (RFC 9207); when unset, an ``iss`` that is present is still checked
     #: against the authorization endpoint's origin.
@@ -193,7 +205,7 @@ class OAuthSpec(BaseModel):
     quirks: tuple[OAuthQuirk, ...] = ()
 
     @field_validator("authorization_url", "token_url", "revocation_url", "userinfo_url",
-                     "issuer")
+                     "issuer", "refresh_url", "exchange_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is None:
