@@ -218,8 +218,12 @@ async def _instagram_exchange(ctx: Exchange) -> dict[str, Any]:
 async def _facebook_exchange(ctx: Exchange) -> dict[str, Any]:
     """Facebook: trade the short-lived user token for a 60-day one (``fb_exchange_token``)."""
     short = str(ctx.data.get("access_token") or "")
+    secret = ctx.client_secret.reveal() if ctx.client_secret else ""
+    # Facebook wants both client values as parameters here, whatever the token endpoint takes.
     call = TokenCall(url=ctx.spec.exchange_url or ctx.spec.token_url, method="GET",
-                     body={"grant_type": "fb_exchange_token", "fb_exchange_token": short})
+                     client_auth=False, body={
+                         "grant_type": "fb_exchange_token", "client_id": ctx.client_id,
+                         "client_secret": secret, "fb_exchange_token": short})
     return {**ctx.data, **await ctx.http.call(call, what="token exchange", secrets=[short])}
 
 
