@@ -42,6 +42,7 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_PORT_SUFFIX = re.compile(r":[0-9]{1,5}$")
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]{1,1024}$")
 #: Headers no catalogue default may set: the vault authenticates, the client frames.
 _NO_DEFAULT = frozenset({
@@ -338,8 +339,17 @@ class Provider(BaseModel):
             if unknown:
                 raise ValueError(f"api_base_url uses undeclared connection value(s) "
                                  f"{sorted(unknown)}")
+            scheme, _, rest = self.api_base_url.partition("://")
+            host = _PORT_SUFFIX.sub("", rest.split("/", 1)[0])
+            if scheme not in ("https", "http") or host not in self.api_hosts:
+                raise ValueError("api_base_url must be an http(s) URL on one of the api_hosts "
+                                 "(written the same way)")
         if not self.is_oauth and any(v.source is not ValueSource.USER for v in self.connection):
             raise ValueError("a managed-secret provider's connection values come from the user")
+        if self.is_oauth and any(v.source is ValueSource.USER for v in self.connection):
+            # The connect page does not ask for values yet: such a grant could reach no host.
+            raise ValueError("an OAuth provider's connection values must come from the token "
+                             "response or a metadata endpoint")
 
     def _check_default_headers(self) -> None:
         injected = self.reserved_names()[0]

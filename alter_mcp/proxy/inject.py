@@ -162,7 +162,8 @@ def inject(
     """Return ``prepared`` with ``credential`` put in by each of the provider's injection rules."""
     _check_destination(prepared, provider)
     headers = list(prepared.headers)
-    if prepared.header("user-agent") is None:
+    if prepared.header("user-agent") is None and not any(
+            name.lower() == "user-agent" for name in provider.default_headers):
         headers.append(("User-Agent", user_agent))
     # Defaults are the catalogue's suggestions: the caller's own value wins.
     headers.extend((name, value) for name, value in provider.default_headers.items()

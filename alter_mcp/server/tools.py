@@ -84,6 +84,9 @@ def register_grant_tools(server: FastMCP, binder: CallerBinder) -> None:
     ) -> dict[str, Any]:
         """List the accounts (grants) you may use: id, provider, account, scopes, status.
 
+        Each grant also says where to call: `api_base_url` and `api_hosts` are that account's
+        own (a Shopify grant names its shop's host); other hosts are refused.
+
         Call this first to find a `grant_id` for `authenticated_request`, or to see whether
         the user still needs to `connect` a provider. Only metadata is returned, never a
         credential. If `next_cursor` is set, call again with it for the next page.

@@ -150,3 +150,29 @@ def test_tenancy_injected_header_stays_unoverridable_beside_defaults() -> None:
     with pytest.raises(BlockedDestinationError):
         prepare(provider, "GET", "https://api.anthropic.com/v1/models",
                 headers={"x-api-key": "mine"})
+
+
+def test_tenancy_schema_refuses_a_base_url_off_the_api_hosts() -> None:
+    """api_base_url names one of the entry's own (templated) hosts, nothing else."""
+    Provider.model_validate(entry(api_base_url="https://{shop}.myshopify.com/admin/api"))
+    for url in ("https://evil.example/x", "https://{shop}.evil.example/x", "ftp://{shop}.x/"):
+        with pytest.raises(ValidationError, match="api_base_url"):
+            Provider.model_validate(entry(api_base_url=url))
+
+
+def test_tenancy_schema_refuses_user_values_for_oauth_until_the_page_asks() -> None:
+    """An OAuth entry cannot declare a user-given value: no page asks for it yet."""
+    oauth = {"authorization_url": "https://a.example/auth", "token_url": "https://a.example/t",
+             "account_source": "token_response"}
+    with pytest.raises(ValidationError, match="token response or a metadata endpoint"):
+        Provider.model_validate(entry(auth_kind="oauth2", secret_fields=[], oauth=oauth,
+                                      injection=[{"kind": "bearer"}]))
+
+
+def test_tenancy_default_user_agent_replaces_ours() -> None:
+    """A catalogue User-Agent default (Basecamp wants a contact) is the only one sent."""
+    provider = Provider.model_validate(entry(default_headers={"User-Agent": "App (me@x.test)"}))
+    prepared = prepare(provider, "GET", "https://acme.myshopify.com/x",
+                       connection={"shop": "acme"})
+    sent = inject(prepared, provider, {"access_token": Secret(TOKEN)})
+    assert [v for k, v in sent.headers if k.lower() == "user-agent"] == ["App (me@x.test)"]
