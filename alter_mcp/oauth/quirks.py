@@ -144,6 +144,8 @@ def _hooks(quirk: OAuthQuirk) -> Hooks:
                          refresh_request=(_instagram_refresh,))
         case OAuthQuirk.FACEBOOK_LONG_LIVED:
             return Hooks(after_exchange=(_facebook_exchange,))
+        case OAuthQuirk.LAUNCHPAD_TYPE:
+            return Hooks(authorize=(_launchpad_authorize,), token_request=(_launchpad_type,))
         case _:
             assert_never(quirk)
 
@@ -161,7 +163,18 @@ def _client_key(spec: OAuthSpec, params: dict[str, str]) -> None:
         params["client_key"] = params.pop("client_id")
 
 
+def _launchpad_authorize(spec: OAuthSpec, params: dict[str, str]) -> None:
+    """Basecamp: the authorization request says ``type=web_server``."""
+    params["type"] = "web_server"
+
+
 # -- token requests ----------------------------------------------------------------------------
+def _launchpad_type(spec: OAuthSpec, call: TokenCall) -> None:
+    """Basecamp: the token request names its kind in ``type``."""
+    refresh = call.body.get("grant_type") == "refresh_token"
+    call.body["type"] = "refresh" if refresh else "web_server"
+
+
 def _json_body(spec: OAuthSpec, call: TokenCall) -> None:
     """Notion: the token endpoint takes a JSON body."""
     call.as_json = True

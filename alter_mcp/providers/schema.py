@@ -113,6 +113,8 @@ class OAuthQuirk(StrEnum):
     INSTAGRAM_LONG_LIVED = "instagram_long_lived"
     #: The short-lived user token is exchanged for a 60-day one (``fb_exchange_token``).
     FACEBOOK_LONG_LIVED = "facebook_long_lived"
+    #: Requests carry ``type=web_server`` (authorize, code) or ``type=refresh`` (Basecamp).
+    LAUNCHPAD_TYPE = "launchpad_type"
 
 
 class Injection(BaseModel):

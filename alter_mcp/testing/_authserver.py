@@ -65,6 +65,8 @@ class Dialect:
     long_lived: Literal["instagram", "facebook"] | None = None
     long_lived_ttl: float = 60 * 86400.0
     graphql: bool = False
+    #: Token requests must say ``type=web_server`` or ``type=refresh`` (Basecamp Launchpad).
+    launchpad_type: bool = False
 
 
 @dataclass
@@ -275,6 +277,9 @@ class SandboxAuthServer:
         client_id = self._client_from(request, form)
         if client_id is None:
             return _oauth_error("invalid_client", "client authentication failed", 401)
+        if self.dialect.launchpad_type and form.get("type") != {
+                "authorization_code": "web_server", "refresh_token": "refresh"}.get(grant_type):
+            return _oauth_error("invalid_request", "type must be web_server or refresh")
         if grant_type == "authorization_code":
             return self._exchange(form, client_id)
         if grant_type == "refresh_token" and self.dialect.refresh_path is None:

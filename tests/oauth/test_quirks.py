@@ -193,6 +193,22 @@ async def test_quirks_facebook_trades_the_short_lived_token(
         assert answer.status == 200
 
 
+async def test_quirks_launchpad_type_is_what_basecamp_accepts(
+    clock: Clock, open_vault: OpenVault,
+) -> None:
+    """Basecamp's token requests carry type=web_server, then type=refresh; none is refused."""
+    dialect = Dialect(launchpad_type=True)
+    async with sandbox_for(clock, "basecamp", dialect, access_token_ttl=3600) as sandbox:
+        vault = await open_vault(sandbox, "basecamp")
+        grant, _ = await connect(vault, sandbox)
+        assert grant is not None
+        clock.advance(2 * 3600)
+        answer = await vault.request("GET", sandbox.api_url + "/me", grant_id=grant.grant_id)
+        assert answer.status == 200 and sandbox.stats["refreshed"] == 1
+        grant, status = await connect(await open_vault(sandbox, "basecamp", quirks=[]), sandbox)
+        assert grant is None and status == ConnectSessionStatus.FAILED.value
+
+
 @pytest.mark.parametrize("provider_id", ["linear", "monday"])
 async def test_quirks_graphql_identity_names_the_account(
     clock: Clock, open_vault: OpenVault, provider_id: str,
