@@ -18,9 +18,9 @@ import pytest
 
 from alter_mcp.config import load_settings
 from alter_mcp.errors import BlockedDestinationError, InvalidInputError
-from alter_mcp.models import SystemPrincipal
+from alter_mcp.models import Outcome, SystemPrincipal
 from alter_mcp.providers import load_catalog
-from alter_mcp.store import Store
+from alter_mcp.store import AuditFilter, Store
 from alter_mcp.testing import SandboxProvider
 from alter_mcp.vault import AlterVault
 from tests.peers.recorder import RecordedRequest, RequestRecorder
@@ -99,10 +99,13 @@ async def user_vault(tmp_path: Path, master_key: str,
 
 @pytest.mark.parametrize(("provider_id", "fields", "secret"), USER_TENANTS)
 async def test_tenants_user_valued_grant_reaches_only_its_own_host(
-    user_vault: AlterVault, tenants: tuple[RequestRecorder, RequestRecorder],
+    user_vault: AlterVault, tenants: tuple[RequestRecorder, RequestRecorder], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, provider_id: str, fields: dict[str, str], secret: str,
 ) -> None:
-    """A secret stored for tenant 1 calls tenant 1's host; tenant 2's is refused unread."""
+    """A secret stored for tenant 1 calls tenant 1's host; tenant 2's is refused unread.
+
+    The refusal is audited, and the secret is in no audit row and no file of the vault.
+    """
     own, other = tenants
     name = SHIPPED.get(provider_id).connection[0].name
     stored = await user_vault.create_managed_secret(provider_id, {**fields, name: "1"},
@@ -124,6 +127,11 @@ async def test_tenants_user_valued_grant_reaches_only_its_own_host(
                                  grant_id=grant.grant_id)
     assert "127.0.0.2" in refused.value.message and secret not in str(refused.value)
     assert reads == [] and other.requests == []
+    events = await user_vault.store.list_audit(AuditFilter(limit=1000))
+    assert (events[-1].action, events[-1].outcome) == ("request", Outcome.DENIED.value)
+    assert not any(secret in event.model_dump_json() for event in events)
+    assert not any(secret.encode() in path.read_bytes()
+                   for path in tmp_path.rglob("*") if path.is_file())
 
 
 @pytest.mark.parametrize("provider_id", [pid for pid, _, _ in USER_TENANTS])
