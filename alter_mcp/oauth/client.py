@@ -14,7 +14,7 @@ import json as jsonlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, assert_never
-from urllib.parse import parse_qsl, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus
 
 import httpx2
 import jwt
@@ -104,10 +104,10 @@ class OAuthHttp:
     # -- requests ---------------------------------------------------------------------------
     def _auth(
         self, spec: OAuthSpec, client: OAuthClientConfig, body: dict[str, str],
-        headers: dict[str, str],
+        headers: dict[str, str], method: TokenEndpointAuth | None = None,
     ) -> None:
         """Add client authentication to the body or the Basic header, as the catalogue says."""
-        method = spec.token_endpoint_auth
+        method = method or spec.token_endpoint_auth
         secret = client.client_secret
         if method is not TokenEndpointAuth.NONE and secret is None:
             raise ConfigurationError(
@@ -139,13 +139,17 @@ class OAuthHttp:
         hooks = hooks_for(spec)
         call.headers = {"Accept": "application/json", **call.headers}
         if call.client_auth:
-            self._auth(spec, client, call.body, call.headers)
+            self._auth(spec, client, call.body, call.headers, call.auth_method)
         for reshape in hooks.token_request:
             reshape(spec, call)
         try:
             if call.method == "GET":
                 response = await self._http.get(call.url, params=call.body, headers=call.headers,
                                                 timeout=self._timeout, follow_redirects=False)
+            elif call.method == "DELETE":
+                response = await self._http.request(
+                    "DELETE", call.url, json=call.body, headers=call.headers,
+                    timeout=self._timeout, follow_redirects=False)
             else:
                 payload: dict[str, Any] = ({"json": call.body} if call.as_json
                                            else {"data": call.body})
@@ -315,9 +319,12 @@ class OAuthHttp:
         if url is None:
             raise ConfigurationError(f"Provider {provider.id!r} has no revocation endpoint.",
                                      setting=f"catalog.{provider.id}.oauth.revocation_url")
-        body = {"token": token.reveal(), "token_type_hint": hint}
-        await self._call(provider, client, TokenCall(url=url, body=body), what="revocation",
-                         secrets=[token])
+        spec = _spec(provider)
+        call = TokenCall(url=url.replace("{client_id}", quote(client.client_id, safe="")),
+                         body={"token": token.reveal(), "token_type_hint": hint})
+        for reshape in hooks_for(spec).revocation:
+            reshape(spec, call)
+        await self._call(provider, client, call, what="revocation", secrets=[token])
 
     async def userinfo_account(self, provider: Provider, tokens: TokenSet) -> str | None:
         """Return the account identifier read from the provider's userinfo endpoint."""

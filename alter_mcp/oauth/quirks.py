@@ -1,14 +1,15 @@
 """Provider quirks as named hooks: each :class:`OAuthQuirk` is small functions at fixed points.
 
 After authlib's compliance hooks. The OAuth client calls the hooks of a provider's quirks at
-these points, and nowhere else looks at a quirk:
+these seven points, and nowhere else looks at a quirk:
 
 - ``authorize``: the query parameters of the authorization request;
 - ``token_request``: every call to the token endpoint (code exchange and refresh);
 - ``refresh_request``: refresh calls only (another endpoint, method or credential);
 - ``token_response``: the parsed body of every token endpoint answer, before errors are read;
 - ``after_exchange``: once after the code exchange (trade a short-lived token for a long one);
-- ``identity``: how the account identifier is read, instead of a plain userinfo GET.
+- ``identity``: how the account identifier is read, instead of a plain userinfo GET;
+- ``revocation``: the call that revokes a token (RFC 7009 unless a quirk reshapes it).
 
 :func:`hooks_for` maps each quirk with an exhaustive ``match``: a quirk added to the enum
 without a hook fails ``mypy``.
@@ -21,7 +22,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, assert_never
 
 from alter_mcp.errors import ConfigurationError
-from alter_mcp.providers.schema import Injection, InjectionKind, OAuthQuirk, OAuthSpec
+from alter_mcp.providers.schema import (
+    Injection,
+    InjectionKind,
+    OAuthQuirk,
+    OAuthSpec,
+    TokenEndpointAuth,
+)
 from alter_mcp.redaction import Secret
 
 if TYPE_CHECKING:
@@ -40,10 +47,12 @@ class TokenCall:
     url: str
     body: dict[str, str]
     headers: dict[str, str] = field(default_factory=dict)
-    method: Literal["GET", "POST"] = "POST"
+    method: Literal["GET", "POST", "DELETE"] = "POST"
     as_json: bool = False
     #: False when the provider takes no client credentials for this call (Instagram refresh).
     client_auth: bool = True
+    #: How the client authenticates on this call, when not as ``token_endpoint_auth`` says.
+    auth_method: TokenEndpointAuth | None = None
 
 
 class QuirkHttp(Protocol):
@@ -97,6 +106,7 @@ class Hooks:
     token_response: tuple[Response, ...] = ()
     after_exchange: tuple[AfterExchange, ...] = ()
     identity: ReadIdentity | None = None
+    revocation: tuple[Request, ...] = ()
 
     def __add__(self, other: Hooks) -> Hooks:
         if self.identity is not None and other.identity is not None:
@@ -110,6 +120,7 @@ class Hooks:
             token_response=self.token_response + other.token_response,
             after_exchange=self.after_exchange + other.after_exchange,
             identity=self.identity or other.identity,
+            revocation=self.revocation + other.revocation,
         )
 
 
@@ -144,6 +155,8 @@ def _hooks(quirk: OAuthQuirk) -> Hooks:
                          refresh_request=(_instagram_refresh,))
         case OAuthQuirk.FACEBOOK_LONG_LIVED:
             return Hooks(after_exchange=(_facebook_exchange,))
+        case OAuthQuirk.GITHUB_GRANT_REVOCATION:
+            return Hooks(revocation=(_github_revocation,))
         case OAuthQuirk.LAUNCHPAD_TYPE:
             return Hooks(authorize=(_launchpad_authorize,), token_request=(_launchpad_type,))
         case _:
@@ -192,6 +205,14 @@ def _instagram_refresh(spec: OAuthSpec, call: TokenCall, tokens: TokenSet) -> No
     call.method = "GET"
     call.client_auth = False
     call.body = {"grant_type": "ig_refresh_token", "access_token": tokens.access_token.reveal()}
+
+
+def _github_revocation(spec: OAuthSpec, call: TokenCall) -> None:
+    """GitHub: DELETE the app's grant, client in Basic auth, the token in a JSON body."""
+    call.method = "DELETE"
+    call.as_json = True
+    call.auth_method = TokenEndpointAuth.CLIENT_SECRET_BASIC
+    call.body = {"access_token": call.body.get("token", "")}
 
 
 # -- token responses ---------------------------------------------------------------------------

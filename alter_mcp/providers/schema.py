@@ -115,6 +115,8 @@ class OAuthQuirk(StrEnum):
     FACEBOOK_LONG_LIVED = "facebook_long_lived"
     #: Requests carry ``type=web_server`` (authorize, code) or ``type=refresh`` (Basecamp).
     LAUNCHPAD_TYPE = "launchpad_type"
+    #: Revocation is ``DELETE`` of the app's grant with Basic auth and a JSON body (GitHub).
+    GITHUB_GRANT_REVOCATION = "github_grant_revocation"
 
 
 class Injection(BaseModel):
@@ -187,6 +189,7 @@ class OAuthSpec(BaseModel):
 
     authorization_url: str
     token_url: str
+    #: May name ``{client_id}`` (GitHub's ``/applications/{client_id}/grant``).
     revocation_url: str | None = None
     userinfo_url: str | None = None
     #: Where refresh requests go when not to ``token_url`` (Figma, Instagram).

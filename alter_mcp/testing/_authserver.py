@@ -67,6 +67,8 @@ class Dialect:
     graphql: bool = False
     #: Token requests must say ``type=web_server`` or ``type=refresh`` (Basecamp Launchpad).
     launchpad_type: bool = False
+    #: Revocation is ``DELETE /applications/{client_id}/grant``, Basic auth, JSON (GitHub).
+    github_revocation: bool = False
 
 
 @dataclass
@@ -167,6 +169,20 @@ class SandboxAuthServer:
                                           long_lived=True)
         return {"access_token": value, "token_type": "bearer",
                 "expires_in": int(self.dialect.long_lived_ttl)}
+
+    def revoke_value(self, value: str) -> bool:
+        """Revoke a token and its family by value; return False when it is unknown."""
+        token = self.tokens.get(value)
+        if token is None:
+            return False
+        if not token.revoked:
+            self.stats.revoked += 1
+        self._revoke_family(token.family)
+        return True
+
+    def client_from(self, request: Request) -> str | None:
+        """Return the client authenticated by the request's Basic header, or None."""
+        return self._client_from(request, {})
 
     def client_secret_ok(self, secret: str) -> bool:
         """Return True when ``secret`` is this client's secret."""

@@ -40,6 +40,9 @@ def dialect_routes(auth: SandboxAuthServer) -> list[Route]:
         routes.append(Route("/token", _facebook_exchange(auth), methods=["GET"]))
     if dialect.graphql:
         routes.append(Route("/graphql", _graphql(auth), methods=["POST"]))
+    if dialect.github_revocation:
+        routes.append(Route("/applications/{client_id}/grant", _github_revoke(auth),
+                            methods=["DELETE"]))
     return routes
 
 
@@ -87,6 +90,21 @@ def _facebook_exchange(auth: SandboxAuthServer) -> Endpoint:
             return _error("invalid_client", "client authentication failed", 401)
         return _trade(auth, query.get("fb_exchange_token", ""))
     return exchange
+
+
+def _github_revoke(auth: SandboxAuthServer) -> Endpoint:
+    async def revoke(request: Request) -> Response:
+        if auth.client_from(request) != request.path_params["client_id"]:
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        value = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(value, str) or not auth.revoke_value(value):
+            return JSONResponse({"message": "Validation Failed"}, status_code=422)
+        return Response(status_code=204)
+    return revoke
 
 
 def _graphql(auth: SandboxAuthServer) -> Endpoint:

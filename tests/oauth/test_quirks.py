@@ -209,6 +209,24 @@ async def test_quirks_launchpad_type_is_what_basecamp_accepts(
         assert grant is None and status == ConnectSessionStatus.FAILED.value
 
 
+async def test_quirks_github_revokes_the_app_grant(
+    clock: Clock, open_vault: OpenVault,
+) -> None:
+    """GitHub revokes by DELETE of the app's grant; an RFC 7009 POST gets nowhere."""
+    async with sandbox_for(clock, "github", Dialect(github_revocation=True)) as sandbox:
+        where = {"revocation_url": sandbox.issuer + "/applications/{client_id}/grant"}
+        for quirks, outcome, live in ((["no_expiry"], "failed", True),
+                                      (["no_expiry", "github_grant_revocation"], "revoked",
+                                       False)):
+            vault = await open_vault(sandbox, "github", quirks=quirks, **where)
+            grant, _ = await connect(vault, sandbox)
+            assert grant is not None
+            tokens, _ = await stored_tokens(vault, grant.grant_id)
+            result = await vault.revoke_grant(grant.grant_id)
+            assert result.provider_revocation == outcome
+            assert (sandbox.token(tokens.access_token.reveal()) is not None) is live
+
+
 @pytest.mark.parametrize("provider_id", ["linear", "monday"])
 async def test_quirks_graphql_identity_names_the_account(
     clock: Clock, open_vault: OpenVault, provider_id: str,

@@ -153,7 +153,8 @@ def test_oauth_entry_urls_are_https(provider_id: str) -> None:
     """Every OAuth endpoint of the entry is an https URL (no loopback in shipped data)."""
     oauth = PROVIDERS[provider_id].oauth
     assert oauth is not None
-    urls = [oauth.authorization_url, oauth.token_url, oauth.revocation_url, oauth.userinfo_url]
+    urls = [oauth.authorization_url, oauth.token_url, oauth.revocation_url, oauth.userinfo_url,
+            oauth.refresh_url, oauth.exchange_url]
     for url in filter(None, urls):
         assert url.startswith("https://"), url
         host = url.removeprefix("https://").split("/", 1)[0]
@@ -162,10 +163,13 @@ def test_oauth_entry_urls_are_https(provider_id: str) -> None:
 
 @pytest.mark.parametrize("provider_id", OAUTH_IDS)
 def test_oauth_entry_urls_have_no_placeholders(provider_id: str) -> None:
-    """OAuth URLs are literal, except authorize URLs known to need a deployment override."""
+    """OAuth URLs are literal, except authorize URLs needing an override and {client_id}."""
     oauth = PROVIDERS[provider_id].oauth
     assert oauth is not None
-    for url in filter(None, [oauth.token_url, oauth.revocation_url, oauth.userinfo_url]):
+    revocation = (oauth.revocation_url or "").replace("{client_id}", "")
+    urls = [oauth.token_url, revocation, oauth.userinfo_url, oauth.refresh_url,
+            oauth.exchange_url]
+    for url in filter(None, urls):
         assert "{" not in url, url
     templated = "{" in oauth.authorization_url
     assert templated == (provider_id in TEMPLATED_AUTHORIZE_URLS)
