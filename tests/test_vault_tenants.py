@@ -232,3 +232,35 @@ async def test_tenants_oauth_value_from_provider_pins_the_grant_to_its_host(
                 await vault.request("GET", f"http://127.0.0.2:{sandbox.port}/api/me",
                                     grant_id=grant.grant_id)
             assert reads == [] and other.requests == []
+
+
+async def test_tenants_reconnect_never_moves_a_grant_to_another_tenant(
+    tmp_path: Path, master_key: str,
+) -> None:
+    """Repairing a grant from another instance is refused; a plain connect makes a new grant."""
+    sandbox, fill = _sandbox_for("salesforce")
+    async with sandbox:
+        fill(sandbox)
+        value = loopback_value("salesforce", pattern=HOST)
+        entry = sandbox.catalog_entry() | {"api_hosts": ["{instance}"], "connection": [value],
+                                           "api_base_url": None}
+        settings = load_settings({"ALTER_MCP_MASTER_KEY": master_key}, data_dir=tmp_path,
+                                 connect_port=0, allow_insecure_http=True,
+                                 catalog={"salesforce": entry},
+                                 providers={"salesforce": sandbox.client_config()})
+        async with AlterVault(settings, caller="tenant-tests") as vault:
+            [first] = await vault.connect(["salesforce"], open_browser=sandbox.approve)
+            sandbox.auth.token_fields["instance_url"] = f"http://127.0.0.2:{sandbox.port}"
+            link = await vault.create_connect_session(repair_grant_id=first.grant_id)
+            await sandbox.approve(link.connect_url)
+            session = await vault.connect_status(link.session_id)
+            assert session.status.value == "failed" and not session.grant_ids
+            kept = await vault.get_grant(first.grant_id)
+            assert kept.connection == {"instance": "127.0.0.1"}
+
+            [second] = await vault.connect(["salesforce"], open_browser=sandbox.approve)
+            assert second.grant_id != first.grant_id
+            assert (await vault.get_grant(second.grant_id)).connection == {
+                "instance": "127.0.0.2"}
+            assert (await vault.get_grant(first.grant_id)).connection == {
+                "instance": "127.0.0.1"}

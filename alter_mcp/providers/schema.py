@@ -381,8 +381,14 @@ class Provider(BaseModel):
         return next((value for value in self.connection if value.name == name), None)
 
     def hosts_for(self, values: Mapping[str, str]) -> tuple[str, ...]:
-        """Return the API hosts of a grant with these connection values."""
-        hosts = (render_host(host, values) for host in self.api_hosts)
+        """Return the API hosts of a grant with these connection values.
+
+        A stored value that no longer matches its declared pattern (an override tightened
+        it) renders no host.
+        """
+        valid = {value.name: values[value.name] for value in self.connection
+                 if value.name in values and re.fullmatch(value.pattern, values[value.name])}
+        hosts = (render_host(host, valid) for host in self.api_hosts)
         return tuple(host for host in hosts if host is not None)
 
     def base_url_for(self, values: Mapping[str, str]) -> str | None:

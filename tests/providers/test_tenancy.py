@@ -176,3 +176,11 @@ def test_tenancy_default_user_agent_replaces_ours() -> None:
                        connection={"shop": "acme"})
     sent = inject(prepared, provider, {"access_token": Secret(TOKEN)})
     assert [v for k, v in sent.headers if k.lower() == "user-agent"] == ["App (me@x.test)"]
+
+
+def test_tenancy_stored_value_outside_the_pattern_reaches_no_host() -> None:
+    """A value stored before an override tightened the pattern renders no host at all."""
+    provider = Provider.model_validate(entry())
+    assert provider.hosts_for({"shop": "acme"}) == ("acme.myshopify.com",)
+    assert provider.hosts_for({"shop": "ACME"}) == ()
+    assert provider.hosts_for({"shop": "acme", "other": "x"}) == ("acme.myshopify.com",)
