@@ -386,6 +386,8 @@ class Provider(BaseModel):
         A stored value that no longer matches its declared pattern (an override tightened
         it) renders no host.
         """
+        if not self.connection:
+            return self.api_hosts
         valid = {value.name: values[value.name] for value in self.connection
                  if value.name in values and re.fullmatch(value.pattern, values[value.name])}
         hosts = (render_host(host, valid) for host in self.api_hosts)

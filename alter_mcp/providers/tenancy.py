@@ -188,14 +188,18 @@ def check_host_template(template: str, names: set[str]) -> None:
 
 def render_host(template: str, values: Mapping[str, str]) -> str | None:
     """Return the host ``template`` names for ``values``, or None if it cannot be one."""
-    used = placeholders(template)
-    if not used:
+    # On the request path: templates are checked to hold at most one placeholder, so a
+    # plain find is enough (string.Formatter costs several times more).
+    start = template.find("{")
+    if start < 0:
         return template
-    whole = template == "{" + next(iter(used)) + "}"
-    if not whole and any("." in values.get(name, "") for name in used):
+    end = template.find("}", start)
+    value = values.get(template[start + 1:end])
+    if end < 0 or value is None:
+        return None
+    whole = start == 0 and end == len(template) - 1
+    if not whole and "." in value:
         # A value fills exactly one label; a dot would move the name into another domain.
         return None
-    host = render(template, values)
-    if host is None or not _HOST.match(host):
-        return None
-    return host
+    host = template[:start] + value + template[end + 1:]
+    return host if _HOST.match(host) else None

@@ -176,7 +176,11 @@ def parse_authority(
     ``connection`` holds the grant's connection values: templated hosts match only as
     rendered from them, so a grant reaches its own tenant's host and no other.
     """
-    allowed_hosts = ", ".join(provider.hosts_for(connection or {})) or "(none for this grant)"
+
+    def allowed_hosts() -> str:
+        # Only an error message needs the list: the hot path does not build it.
+        return ", ".join(provider.hosts_for(connection or {})) or "(none for this grant)"
+
     if "@" in authority:
         raise _blocked(
             "The URL contains userinfo ('user@host'); it is refused because it hides "
@@ -203,7 +207,7 @@ def parse_authority(
             raise _blocked(
                 "IP address literals are refused: the credential goes only to the "
                 "provider's named API hosts.",
-                field, f"Use one of: {allowed_hosts}.",
+                field, f"Use one of: {allowed_hosts()}.",
             )
     else:
         raw_host, colon, port_part = authority.rpartition(":")
@@ -215,14 +219,14 @@ def parse_authority(
             if not (insecure and _DOTTED_QUAD.fullmatch(host) and is_loopback(host)):
                 raise _blocked(
                     f"The host {host!r} is an IP address literal; it is refused.", field,
-                    f"Use one of: {allowed_hosts}.",
+                    f"Use one of: {allowed_hosts()}.",
                 )
         else:
             _check_labels(host, field)
     if not provider.host_allowed(host, connection):
         raise _blocked(
             f"The host {host!r} is not one of this {provider.id!r} grant's API hosts.", field,
-            f"The credential may only go to: {allowed_hosts}.",
+            f"The credential may only go to: {allowed_hosts()}.",
         )
     if insecure and not is_loopback(host):
         raise _blocked("Plain http:// is allowed only to loopback hosts.", field, "Use https://.")
