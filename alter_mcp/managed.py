@@ -10,7 +10,7 @@ from alter_mcp.errors import InvalidInputError
 from alter_mcp.models import GroupPrincipal, Principal, UserPrincipal
 from alter_mcp.providers import Provider
 
-__all__ = ["check_grant_principal", "secret_binding", "validate_secret_fields"]
+__all__ = ["check_grant_principal", "secret_binding", "split_connection", "validate_secret_fields"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_VALUE = 16_384
@@ -19,6 +19,28 @@ _MAX_VALUE = 16_384
 def secret_binding(secret_id: str) -> RecordBinding:
     """Return the encryption binding of a managed secret's fields."""
     return RecordBinding("managed_secrets", secret_id, "fields")
+
+
+def split_connection(
+    provider: Provider, fields: Mapping[str, str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Return (secret fields, connection values): the tenant values are stored unsealed."""
+    if not isinstance(fields, Mapping):
+        raise InvalidInputError("fields must be a mapping of field name to value.",
+                                field="fields")
+    if provider.is_oauth:
+        return dict(fields), {}
+    names = {value.name for value in provider.connection}
+    connection: dict[str, str] = {}
+    for value in provider.connection:
+        raw = fields.get(value.name)
+        if raw is None or raw == "":
+            raise InvalidInputError(
+                f"Field {value.name!r} ({value.label}) is required for provider "
+                f"{provider.id!r}: it names the account's own API host.",
+                field=f"fields.{value.name}", hint=f"Give a value for {value.name}.")
+        connection[value.name] = value.accept(raw, provider_id=provider.id)
+    return {k: v for k, v in fields.items() if k not in names}, connection
 
 
 def validate_secret_fields(provider: Provider, fields: Mapping[str, str]) -> dict[str, str]:
@@ -35,10 +57,11 @@ def validate_secret_fields(provider: Provider, fields: Mapping[str, str]) -> dic
     known = {f.name: f for f in provider.secret_fields}
     unknown = sorted(set(fields) - set(known))
     if unknown:
+        expected = sorted({*known, *(value.name for value in provider.connection)})
         raise InvalidInputError(
             f"Unknown field {unknown[0]!r} for provider {provider.id!r}.",
             field=f"fields.{unknown[0]}",
-            hint="Expected fields: " + ", ".join(sorted(known)) + ".",
+            hint="Expected fields: " + ", ".join(expected) + ".",
         )
     values: dict[str, str] = {}
     for name, spec in known.items():

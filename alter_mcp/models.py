@@ -262,6 +262,8 @@ class Grant(BaseModel):
     created_at: datetime
     updated_at: datetime
     revoked_at: datetime | None = None
+    #: Non-secret per-account values (a shop, an instance host) its API hosts are built from.
+    connection: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("owner")
     @classmethod
@@ -287,6 +289,7 @@ class Grant(BaseModel):
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "connection": dict(self.connection),
         }
 
 
@@ -317,6 +320,8 @@ class ManagedSecret(BaseModel):
     label: str
     field_names: tuple[str, ...]
     created_at: datetime
+    #: Non-secret per-account values, copied to every grant of this secret.
+    connection: dict[str, str] = Field(default_factory=dict)
 
 
 class ConnectSessionStatus(StrEnum):

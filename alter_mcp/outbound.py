@@ -319,7 +319,8 @@ class Outbound:
                 spec = self._catalog.get(grant.provider_id)
                 prepared = prepare(spec, method, url, path_params=path_params,
                                    query_params=query_params, headers=extra_headers, json=json,
-                                   body=body, allow_insecure_http=self._insecure)
+                                   body=body, allow_insecure_http=self._insecure,
+                                   connection=grant.connection)
                 facts.update(method=prepared.method.value, url=prepared.url)
                 approved = await self._decide(ident, grant, prepared, json, approver, reason, body)
                 fields = await credential(grant)

@@ -366,6 +366,8 @@ async def test_verify_upgraded_chain_signed_by_first_append(
     # Back to schema v1: the migrations from 2 on (the head, the key checks) run again.
     await raw_sql("DROP TABLE audit_head")
     await raw_sql("DROP TABLE key_checks")
+    await raw_sql("ALTER TABLE grants DROP COLUMN connection")
+    await raw_sql("ALTER TABLE managed_secrets DROP COLUMN connection")
     await raw_sql("DELETE FROM schema_migrations WHERE version >= 2")
     reopened = await _reopen(store, request)
     try:

@@ -139,7 +139,7 @@ def secrets_add(provider_id: str, label: str, field_stdin: str | None,
     prompt (hidden for secret fields). `alter-mcp providers show ID` lists the fields.
     """
     from alter_mcp.config import load_settings
-    from alter_mcp.providers import load_catalog
+    from alter_mcp.providers import SecretField, load_catalog
 
     if field_argv:
         fail("--field is refused: a secret on the command line ends up in shell history and "
@@ -158,7 +158,9 @@ def secrets_add(provider_id: str, label: str, field_stdin: str | None,
         return run(inner)
 
     spec = provider()
-    known = {f.name: f for f in spec.secret_fields}
+    # Connection values (a shop, a subdomain) are asked like fields but stored unsealed.
+    known = {f.name: f for f in (*spec.secret_fields, *(
+        SecretField(name=v.name, label=v.label, secret=False) for v in spec.connection))}
     if not known:
         fail(f"Provider {provider_id!r} uses OAuth; its grants come from `alter-mcp connect`.",
              hint="Pick an API-key, basic or AWS provider (alter-mcp providers list).")

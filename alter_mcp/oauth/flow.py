@@ -286,22 +286,27 @@ class ConnectFlow:
                 if token is not None:
                     await self._ctx.oauth.revoke(provider, client, token, hint=hint)
 
-    async def _target(self, record: SessionRecord, provider: Provider, account: str | None
-                      ) -> Grant | None:
-        """Return the grant to update in place: the one being repaired or this same account."""
-        store, session = self._ctx.store, record.session
+    async def _target(self, record: SessionRecord, provider: Provider,
+                      response: TokenResponse) -> Grant | None:
+        """Return the grant to update in place: the one being repaired or this same account.
+
+        A grant never changes tenant: its connection values name the hosts it may reach.
+        """
+        store, session, account = self._ctx.store, record.session, response.account
         if session.repair_grant_id is None:
             if account is None:
                 return None
             same = await store.find_grants(
                 [session.owner.key], provider.id, account_identifier=account,
                 statuses=(GrantStatus.ACTIVE, GrantStatus.NEEDS_REAUTH))
+            same = [g for g in same if g.connection == response.connection]
             return same[0] if same else None
         grant = await store.get_grant(session.repair_grant_id)
         if (grant is None or grant.status is GrantStatus.REVOKED or grant.provider_id != provider.id
                 or grant.owner.key != session.owner.key):
             raise refuse("grant_unavailable")
-        if account and grant.account_identifier and account != grant.account_identifier:
+        if (account and grant.account_identifier and account != grant.account_identifier) \
+                or grant.connection != response.connection:
             raise refuse("account_mismatch")
         return grant
 
@@ -310,7 +315,7 @@ class ConnectFlow:
         known: list[str], now: datetime,
     ) -> tuple[Grant, bool]:
         ctx, session, tokens = self._ctx, record.session, response.tokens
-        target = await self._target(record, provider, response.account)
+        target = await self._target(record, provider, response)
         ident = owner_identity(session.owner, caller=_CALLER)
         if target is not None:
             old = await ctx.store.get_credential(target.grant_id)
@@ -327,7 +332,8 @@ class ConnectFlow:
         grant = Grant(
             grant_id=str(uuid.uuid4()), kind=GrantKind.OAUTH, provider_id=provider.id,
             owner=session.owner, account_identifier=response.account, scopes=tokens.scopes,
-            status=GrantStatus.ACTIVE, created_at=now, updated_at=now)
+            status=GrantStatus.ACTIVE, created_at=now, updated_at=now,
+            connection=response.connection)
         credential = seal_credential(ctx.envelope, grant.grant_id, tokens, version=1, now=now)
         await ctx.store.insert_grant(grant, credential, audit=ctx.audit.sealer(AuditEntry(
             "connect.callback", Outcome.ALLOWED, identity=ident, grant_id=grant.grant_id,

@@ -19,7 +19,7 @@ from datetime import datetime
 from alter_mcp.audit import AuditEntry
 from alter_mcp.crypto import key_id_of
 from alter_mcp.errors import AlterError, InvalidInputError
-from alter_mcp.managed import secret_binding, validate_secret_fields
+from alter_mcp.managed import secret_binding, split_connection, validate_secret_fields
 from alter_mcp.models import (
     ConnectSessionStatus,
     Grant,
@@ -31,6 +31,7 @@ from alter_mcp.models import (
 from alter_mcp.oauth.context import OAuthContext, owner_identity
 from alter_mcp.oauth.sessions import hash_handle, refuse, session_status, verifier_binding
 from alter_mcp.providers.schema import Provider, SecretField
+from alter_mcp.providers.tenancy import ConnectionValue
 from alter_mcp.store import SessionRecord
 
 __all__ = ["KeyIntake", "KeySaved", "SecretForm"]
@@ -50,6 +51,8 @@ class SecretForm:
     docs_url: str | None
     error: str | None = None
     error_field: str | None = None
+    #: Per-account, non-secret values the user types too (a shop, a subdomain).
+    connection: tuple[ConnectionValue, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ class KeySaved:
 def form_for(record: SessionRecord, provider: Provider) -> SecretForm:
     """Return the empty form of ``provider`` for a session's link."""
     return SecretForm(record.session.session_id, provider.id, provider.name,
-                      provider.secret_fields, provider.docs_url)
+                      provider.secret_fields, provider.docs_url, connection=provider.connection)
 
 
 class KeyIntake:
@@ -89,18 +92,20 @@ class KeyIntake:
                       if k.startswith("field.")}
             try:
                 label = _label(values.get("label"), provider)
-                checked = validate_secret_fields(provider, fields)
+                sealed, connection = split_connection(provider, fields)
+                checked = validate_secret_fields(provider, sealed)
             except InvalidInputError as exc:
                 # Nothing is consumed: the user corrects the form and posts again.
                 return SecretForm(record.session.session_id, provider.id, provider.name,
                                   provider.secret_fields, provider.docs_url,
-                                  error=exc.message, error_field=exc.field)
+                                  error=exc.message, error_field=exc.field,
+                                  connection=provider.connection)
             if not await self._claim(record, provider):
                 raise refuse("used")
         except AlterError as exc:
             await self._refused(exc, record, known)
             raise
-        return await self._save(record, provider, checked, label, known, now)
+        return await self._save(record, provider, checked, connection, label, known, now)
 
     def _usable(self, record: SessionRecord | None, provider_id: str | None,
                 now: datetime) -> Provider:
@@ -130,16 +135,18 @@ class KeyIntake:
         return begun and await ctx.store.claim_state(hash_handle(state), ctx.clock()) is not None
 
     async def _save(self, record: SessionRecord, provider: Provider, values: dict[str, str],
-                    label: str, known: list[str], now: datetime) -> KeySaved:
+                    connection: dict[str, str], label: str, known: list[str], now: datetime
+                    ) -> KeySaved:
         ctx, session = self._ctx, record.session
         ident = owner_identity(session.owner, caller=_CALLER)
         secret = ManagedSecret(secret_id=str(uuid.uuid4()), provider_id=provider.id,
-                               label=label, field_names=tuple(sorted(values)), created_at=now)
+                               label=label, field_names=tuple(sorted(values)), created_at=now,
+                               connection=connection)
         grant = Grant(
             grant_id=str(uuid.uuid4()), kind=GrantKind.MANAGED_SECRET,
             provider_id=provider.id, owner=session.owner, account_identifier=label,
             label=label, status=GrantStatus.ACTIVE, secret_id=secret.secret_id,
-            created_at=now, updated_at=now)
+            created_at=now, updated_at=now, connection=dict(connection))
         detail = {"session_id": session.session_id, "secret_id": secret.secret_id}
         try:
             blob = ctx.envelope.seal_json(values, aad=secret_binding(secret.secret_id))

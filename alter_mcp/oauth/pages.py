@@ -235,6 +235,14 @@ def key_form(form: SecretForm) -> Page:
             f"<input id={ident} name='field.{html.escape(spec.name, quote=True)}' type={kind}"
             f" autocomplete=off spellcheck=false{' required' if spec.required else ''}"
             f"{invalid}{focus}>")
+    for value in form.connection:
+        ident = f"field-{html.escape(value.name, quote=True)}"
+        invalid = (" aria-invalid=true aria-describedby=form-error"
+                   if form.error_field in (f"fields.{value.name}", f"connection.{value.name}")
+                   else "")
+        inputs.insert(0, f"<label for={ident}>{html.escape(value.label)}</label>"
+                         f"<input id={ident} name='field.{html.escape(value.name, quote=True)}'"
+                         f" type=text autocomplete=off spellcheck=false required{invalid}>")
     where = (f" Create one at <a href='{html.escape(form.docs_url, quote=True)}' "
              f"rel='noopener noreferrer' target=_blank>{name}'s site</a>."
              if form.docs_url else "")

@@ -25,7 +25,8 @@ from alter_mcp.crypto import RecordBinding
 from alter_mcp.errors import ConnectFlowError, InvalidInputError
 from alter_mcp.models import ConnectSession, ConnectSessionStatus, Principal
 from alter_mcp.oauth.clients import OAuthClientConfig
-from alter_mcp.providers.schema import OAuthQuirk, Provider
+from alter_mcp.oauth.quirks import hooks_for
+from alter_mcp.providers.schema import Provider
 from alter_mcp.redaction import Secret
 from alter_mcp.store import SessionRecord
 
@@ -193,14 +194,16 @@ def authorization_url(
         "state": state.reveal(),
     }
     if scopes:
-        name = "user_scope" if OAuthQuirk.USER_SCOPE_PARAM in spec.quirks else "scope"
         # "+" is a space once form-encoded, so join with the space urlencode turns into it.
-        params[name] = (" " if spec.scope_separator == "+" else spec.scope_separator).join(scopes)
+        params["scope"] = (" " if spec.scope_separator == "+" else spec.scope_separator).join(
+            scopes)
     if spec.pkce:
         params.update(code_challenge=challenge, code_challenge_method="S256")
     if account_hint:
         params["login_hint"] = account_hint
     for key, value in spec.extra_authorize_params.items():
         params.setdefault(key, value)
+    for reshape in hooks_for(spec).authorize:
+        reshape(spec, params)
     separator = "&" if urlsplit(spec.authorization_url).query else "?"
     return spec.authorization_url + separator + urlencode(params)

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, assert_never
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from alter_mcp.providers.tenancy import (
+    ConnectionValue,
+    ValueSource,
+    check_host_template,
+    placeholders,
+    render,
+    render_host,
+)
+
 __all__ = [
     "AccountSource",
     "AuthKind",
+    "ConnectionValue",
     "Injection",
     "InjectionKind",
     "OAuthQuirk",
@@ -24,12 +35,24 @@ __all__ = [
     "Provider",
     "SecretField",
     "TokenEndpointAuth",
+    "ValueSource",
 ]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_PORT_SUFFIX = re.compile(r":[0-9]{1,5}$")
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e]{1,1024}$")
+#: Headers no catalogue default may set: the vault authenticates, the client frames.
+_NO_DEFAULT = frozenset({
+    "authorization", "cookie", "host", "proxy-authorization", "connection", "content-length",
+    "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+})
+_SIGV4_HEADERS = frozenset({"authorization", "x-amz-content-sha256", "x-amz-date",
+                            "x-amz-security-token"})
+_SIGV4_QUERY = frozenset({"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires",
+                          "x-amz-security-token", "x-amz-signature", "x-amz-signedheaders"})
 
 
 class AuthKind(StrEnum):
@@ -70,10 +93,6 @@ class AccountSource(StrEnum):
 class OAuthQuirk(StrEnum):
     """Named deviations from RFC 6749 that the OAuth client handles as small hooks."""
 
-    #: The token endpoint answers form-encoded unless sent ``Accept: application/json`` (GitHub).
-    ACCEPT_JSON = "accept_json"
-    #: The token endpoint may answer form-encoded (parse either by Content-Type).
-    FORM_ENCODED_RESPONSE = "form_encoded_response"
     #: The user token is nested in ``authed_user`` (Slack v2 user scopes).
     SLACK_AUTHED_USER = "slack_authed_user"
     #: The token endpoint wants a JSON body instead of a form (Notion).
@@ -84,12 +103,20 @@ class OAuthQuirk(StrEnum):
     USER_SCOPE_PARAM = "user_scope_param"
     #: The token response reports errors with HTTP 200 and ``ok: false`` (Slack).
     OK_FALSE_ERRORS = "ok_false_errors"
-    #: The refresh token is rotated on every refresh; persist the new one before use.
-    ROTATING_REFRESH_TOKEN = "rotating_refresh_token"
     #: The userinfo endpoint wants the token in a query parameter or POST body.
     USERINFO_POST = "userinfo_post"
-    #: The API base URL comes from the token response (``instance_url``, Salesforce).
-    INSTANCE_URL = "instance_url"
+    #: The client id is called ``client_key`` in the authorize and token requests (TikTok).
+    CLIENT_KEY = "client_key"
+    #: The account is read with a GraphQL query built from ``account_field`` (Linear, monday).
+    GRAPHQL_IDENTITY = "graphql_identity"
+    #: The 1-hour token is exchanged for a 60-day one and extended at ``refresh_url``.
+    INSTAGRAM_LONG_LIVED = "instagram_long_lived"
+    #: The short-lived user token is exchanged for a 60-day one (``fb_exchange_token``).
+    FACEBOOK_LONG_LIVED = "facebook_long_lived"
+    #: Requests carry ``type=web_server`` (authorize, code) or ``type=refresh`` (Basecamp).
+    LAUNCHPAD_TYPE = "launchpad_type"
+    #: Revocation is ``DELETE`` of the app's grant with Basic auth and a JSON body (GitHub).
+    GITHUB_GRANT_REVOCATION = "github_grant_revocation"
 
 
 class Injection(BaseModel):
@@ -122,17 +149,37 @@ class Injection(BaseModel):
         names: set[str] = set()
         # Only the templates a kind actually renders count: `format` defaults to
         # "{access_token}", which a `basic` rule over managed-secret fields never uses.
-        if self.kind is InjectionKind.AWS_SIGV4:
-            templates: list[str] = []
-        elif self.kind is InjectionKind.BASIC:
-            templates = [self.username or "", self.password or ""]
-        else:
-            templates = [self.format]
+        templates: list[str]
+        match self.kind:
+            case InjectionKind.AWS_SIGV4:
+                templates = []
+            case InjectionKind.BASIC:
+                templates = [self.username or "", self.password or ""]
+            case InjectionKind.BEARER | InjectionKind.HEADER | InjectionKind.QUERY:
+                templates = [self.format]
+            case _:
+                assert_never(self.kind)
         for template in templates:
             for _, field_name, _, _ in string.Formatter().parse(template):
                 if field_name:
                     names.add(field_name)
         return names
+
+    def reserved(self) -> tuple[frozenset[str], frozenset[str]]:
+        """Return the lowercase header and query names this rule sets."""
+        match self.kind:
+            case InjectionKind.QUERY:
+                return frozenset(), frozenset({(self.name or "").lower()})
+            case InjectionKind.HEADER:
+                return frozenset({(self.name or "").lower()}), frozenset()
+            case InjectionKind.BEARER:
+                return frozenset({(self.name or "Authorization").lower()}), frozenset()
+            case InjectionKind.BASIC:
+                return frozenset({"authorization"}), frozenset()
+            case InjectionKind.AWS_SIGV4:
+                return _SIGV4_HEADERS, _SIGV4_QUERY
+            case _:
+                assert_never(self.kind)
 
 
 class OAuthSpec(BaseModel):
@@ -142,8 +189,13 @@ class OAuthSpec(BaseModel):
 
     authorization_url: str
     token_url: str
+    #: May name ``{client_id}`` (GitHub's ``/applications/{client_id}/grant``).
     revocation_url: str | None = None
     userinfo_url: str | None = None
+    #: Where refresh requests go when not to ``token_url`` (Figma, Instagram).
+    refresh_url: str | None = None
+    #: Where a short-lived token is traded for a long-lived one (Instagram, Facebook).
+    exchange_url: str | None = None
     #: The authorization server's exact issuer (RFC 8414). When set, every callback must carry
     #: ``iss`` equal to it (RFC 9207); when unset, an ``iss`` that is present is still checked
     #: against the authorization endpoint's origin.
@@ -159,7 +211,7 @@ class OAuthSpec(BaseModel):
     quirks: tuple[OAuthQuirk, ...] = ()
 
     @field_validator("authorization_url", "token_url", "revocation_url", "userinfo_url",
-                     "issuer")
+                     "issuer", "refresh_url", "exchange_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is None:
@@ -203,8 +255,15 @@ class Provider(BaseModel):
     id: str
     name: str
     auth_kind: AuthKind
-    #: The only hosts the credential may be sent to: exact names or ``*.example.com``.
+    #: The only hosts the credential may be sent to: exact names, ``*.example.com``, or
+    #: templates over connection values (``{shop}.myshopify.com``) rendered per grant.
     api_hosts: tuple[str, ...]
+    #: Per-grant, non-secret values the API hosts and base URL are templates over.
+    connection: tuple[ConnectionValue, ...] = ()
+    #: Where the agent calls; may be a template over connection values.
+    api_base_url: str | None = None
+    #: Non-secret headers sent unless the caller sets them (``anthropic-version``).
+    default_headers: dict[str, str] = Field(default_factory=dict)
     #: Ports allowed besides the scheme default (443).
     api_ports: tuple[int, ...] = ()
     injection: tuple[Injection, ...]
@@ -230,6 +289,8 @@ class Provider(BaseModel):
         if not hosts:
             raise ValueError("api_hosts must list at least one host")
         for host in hosts:
+            if "{" in host or "}" in host:
+                continue  # a template: checked against the connection values below
             labels = host.split(".")
             if labels[0] == "*":
                 labels = labels[1:]
@@ -262,6 +323,8 @@ class Provider(BaseModel):
                     f"injection template uses unknown field(s) {sorted(unknown)}; "
                     f"known: {sorted(fields)}"
                 )
+        self._check_tenancy()
+        self._check_default_headers()
         if self.auth_kind is AuthKind.AWS_SIGV4:
             if not self.aws_service:
                 raise ValueError("auth_kind 'aws_sigv4' needs aws_service")
@@ -270,14 +333,81 @@ class Provider(BaseModel):
                 raise ValueError(f"aws_sigv4 secret_fields must include {sorted(needed)}")
         return self
 
+    def _check_tenancy(self) -> None:
+        names = [value.name for value in self.connection]
+        if len(set(names)) != len(names):
+            raise ValueError("connection values must have distinct names")
+        for host in self.api_hosts:
+            check_host_template(host, set(names))
+        if self.api_base_url is not None:
+            unknown = placeholders(self.api_base_url) - set(names)
+            if unknown:
+                raise ValueError(f"api_base_url uses undeclared connection value(s) "
+                                 f"{sorted(unknown)}")
+            scheme, _, rest = self.api_base_url.partition("://")
+            host = _PORT_SUFFIX.sub("", rest.split("/", 1)[0])
+            if scheme not in ("https", "http") or host not in self.api_hosts:
+                raise ValueError("api_base_url must be an http(s) URL on one of the api_hosts "
+                                 "(written the same way)")
+        if not self.is_oauth and any(v.source is not ValueSource.USER for v in self.connection):
+            raise ValueError("a managed-secret provider's connection values come from the user")
+        if self.is_oauth and any(v.source is ValueSource.USER for v in self.connection):
+            # The connect page does not ask for values yet: such a grant could reach no host.
+            raise ValueError("an OAuth provider's connection values must come from the token "
+                             "response or a metadata endpoint")
+
+    def _check_default_headers(self) -> None:
+        injected = self.reserved_names()[0]
+        for name, value in self.default_headers.items():
+            if not _HEADER_NAME.match(name) or not _HEADER_VALUE.match(value):
+                raise ValueError(f"default header {name!r} needs an HTTP token name and a "
+                                 "printable ASCII value")
+            if name.lower() in _NO_DEFAULT or name.lower() in injected:
+                raise ValueError(f"default header {name!r} is set by the vault or the HTTP "
+                                 "client (injection rules are never defaults)")
+
+    def reserved_names(self) -> tuple[frozenset[str], frozenset[str]]:
+        """Return the lowercase header and query names the injection rules set."""
+        headers: set[str] = set()
+        query: set[str] = set()
+        for rule in self.injection:
+            rule_headers, rule_query = rule.reserved()
+            headers |= rule_headers
+            query |= rule_query
+        return frozenset(headers), frozenset(query)
+
+    def connection_value(self, name: str) -> ConnectionValue | None:
+        """Return the declared connection value called ``name``, if any."""
+        return next((value for value in self.connection if value.name == name), None)
+
+    def hosts_for(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """Return the API hosts of a grant with these connection values.
+
+        A stored value that no longer matches its declared pattern (an override tightened
+        it) renders no host.
+        """
+        if not self.connection:
+            return self.api_hosts
+        valid = {value.name: values[value.name] for value in self.connection
+                 if value.name in values and re.fullmatch(value.pattern, values[value.name])}
+        hosts = (render_host(host, valid) for host in self.api_hosts)
+        return tuple(host for host in hosts if host is not None)
+
+    def base_url_for(self, values: Mapping[str, str]) -> str | None:
+        """Return the API base URL of a grant with these connection values, if known."""
+        return None if self.api_base_url is None else render(self.api_base_url, values)
+
     @property
     def is_oauth(self) -> bool:
         """Return True when grants of this provider come from an OAuth flow."""
         return self.auth_kind is AuthKind.OAUTH2
 
-    def host_allowed(self, host: str) -> bool:
-        """Return True when ``host`` (lowercase, no trailing dot) is one of the API hosts."""
-        for pattern in self.api_hosts:
+    def host_allowed(self, host: str, values: Mapping[str, str] | None = None) -> bool:
+        """Return True when ``host`` (lowercase) is an API host of a grant with ``values``.
+
+        Templated hosts match only as rendered from ``values``: with none, never.
+        """
+        for pattern in self.hosts_for(values or {}):
             if pattern.startswith("*."):
                 suffix = pattern[1:]
                 if host.endswith(suffix) and len(host) > len(suffix):

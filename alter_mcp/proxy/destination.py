@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from urllib.parse import quote, unquote_to_bytes
 
 import idna
@@ -168,9 +169,18 @@ def _check_labels(host: str, field: str) -> None:
 
 def parse_authority(
     provider: Provider, scheme: str, authority: str, *, allow_insecure_http: bool,
-    field: str = "url",
+    field: str = "url", connection: Mapping[str, str] | None = None,
 ) -> tuple[str, int]:
-    """Return the (host, port) of ``authority`` if ``provider`` may receive its credential."""
+    """Return the (host, port) of ``authority`` if a grant of ``provider`` may receive it.
+
+    ``connection`` holds the grant's connection values: templated hosts match only as
+    rendered from them, so a grant reaches its own tenant's host and no other.
+    """
+
+    def allowed_hosts() -> str:
+        # Only an error message needs the list: the hot path does not build it.
+        return ", ".join(provider.hosts_for(connection or {})) or "(none for this grant)"
+
     if "@" in authority:
         raise _blocked(
             "The URL contains userinfo ('user@host'); it is refused because it hides "
@@ -197,7 +207,7 @@ def parse_authority(
             raise _blocked(
                 "IP address literals are refused: the credential goes only to the "
                 "provider's named API hosts.",
-                field, f"Use one of: {', '.join(provider.api_hosts)}.",
+                field, f"Use one of: {allowed_hosts()}.",
             )
     else:
         raw_host, colon, port_part = authority.rpartition(":")
@@ -209,14 +219,14 @@ def parse_authority(
             if not (insecure and _DOTTED_QUAD.fullmatch(host) and is_loopback(host)):
                 raise _blocked(
                     f"The host {host!r} is an IP address literal; it is refused.", field,
-                    f"Use one of: {', '.join(provider.api_hosts)}.",
+                    f"Use one of: {allowed_hosts()}.",
                 )
         else:
             _check_labels(host, field)
-    if not provider.host_allowed(host):
+    if not provider.host_allowed(host, connection):
         raise _blocked(
-            f"The host {host!r} is not one of provider {provider.id!r}'s API hosts.", field,
-            f"The credential may only go to: {', '.join(provider.api_hosts)}.",
+            f"The host {host!r} is not one of this {provider.id!r} grant's API hosts.", field,
+            f"The credential may only go to: {allowed_hosts()}.",
         )
     if insecure and not is_loopback(host):
         raise _blocked("Plain http:// is allowed only to loopback hosts.", field, "Use https://.")

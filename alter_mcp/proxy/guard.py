@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 
 from alter_mcp.errors import BlockedDestinationError, InvalidInputError
 from alter_mcp.models import HttpMethod
-from alter_mcp.providers.schema import InjectionKind, Provider
+from alter_mcp.providers.schema import Provider
 from alter_mcp.proxy.destination import (
     DEFAULT_PORTS,
     encode_query,
@@ -54,10 +54,6 @@ HOP_BY_HOP = frozenset({
 })
 #: Never taken from the caller: the vault authenticates, and the URL names the host.
 CALLER_FORBIDDEN = frozenset({"authorization", "cookie", "host", "proxy-authorization"})
-_SIGV4_HEADERS = frozenset({"authorization", "x-amz-content-sha256", "x-amz-date",
-                            "x-amz-security-token"})
-_SIGV4_QUERY = frozenset({"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires",
-                          "x-amz-security-token", "x-amz-signature", "x-amz-signedheaders"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +69,8 @@ class PreparedRequest:
     query: tuple[tuple[str, str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     content: bytes | None = field(default=None, repr=False)
+    #: The grant's connection values: which of the provider's templated hosts are its own.
+    connection: tuple[tuple[str, str], ...] = ()
 
     @property
     def authority(self) -> str:
@@ -100,21 +98,7 @@ class PreparedRequest:
 
 def reserved_names(provider: Provider) -> tuple[frozenset[str], frozenset[str]]:
     """Return the lowercase header and query names the provider's injection sets."""
-    headers: set[str] = set()
-    query: set[str] = set()
-    for rule in provider.injection:
-        if rule.kind is InjectionKind.QUERY:
-            query.add((rule.name or "").lower())
-        elif rule.kind is InjectionKind.HEADER:
-            headers.add((rule.name or "").lower())
-        elif rule.kind is InjectionKind.BEARER:
-            headers.add((rule.name or "Authorization").lower())
-        elif rule.kind is InjectionKind.BASIC:
-            headers.add("authorization")
-        else:
-            headers |= _SIGV4_HEADERS
-            query |= _SIGV4_QUERY
-    return frozenset(headers), frozenset(query)
+    return provider.reserved_names()
 
 
 def _method(method: HttpMethod | str) -> HttpMethod:
@@ -306,12 +290,16 @@ def prepare(
     json: Any = None,
     body: bytes | str | Mapping[str, str] | None = None,
     allow_insecure_http: bool = False,
+    connection: Mapping[str, str] | None = None,
 ) -> PreparedRequest:
-    """Check a caller's request against ``provider`` and return it ready for injection."""
+    """Check a caller's request against ``provider`` and return it ready for injection.
+
+    ``connection`` is the grant's connection values; only the hosts they render are allowed.
+    """
     verb = _method(method)
     scheme, authority, raw_path, raw_query = split_url(url)
     host, port = parse_authority(provider, scheme, authority,
-                                 allow_insecure_http=allow_insecure_http)
+                                 allow_insecure_http=allow_insecure_http, connection=connection)
     path = normalize_path(_fill_path(raw_path, path_params or {}))
     header_names, query_names = reserved_names(provider)
     if _PLACEHOLDER.search(raw_query) or "{" in raw_query:
@@ -323,4 +311,5 @@ def prepare(
     return PreparedRequest(
         provider_id=provider.id, method=verb, scheme=scheme, host=host, port=port, path=path,
         query=query, headers=tuple(vetted), content=content,
+        connection=tuple(sorted((connection or {}).items())),
     )

@@ -21,7 +21,7 @@ import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, assert_never
 from urllib.parse import quote, quote_plus
 
 from alter_mcp.errors import BlockedDestinationError, ConfigurationError, InvalidInputError
@@ -133,8 +133,8 @@ def _check_destination(prepared: PreparedRequest, provider: Provider) -> None:
     port_ok = prepared.port in (DEFAULT_PORTS.get(prepared.scheme), *provider.api_ports)
     scheme_ok = prepared.scheme == "https" or (
         prepared.scheme == "http" and is_loopback(prepared.host))
-    if (prepared.provider_id != provider.id or not provider.host_allowed(prepared.host)
-            or not port_ok or not scheme_ok):
+    own_host = provider.host_allowed(prepared.host, dict(prepared.connection))
+    if prepared.provider_id != provider.id or not own_host or not port_ok or not scheme_ok:
         raise BlockedDestinationError(
             f"The request was not prepared for provider {provider.id!r}'s API hosts.",
             field="url", hint="Build it with prepare() for this provider.",
@@ -172,8 +172,12 @@ def inject(
     """Return ``prepared`` with ``credential`` put in by each of the provider's injection rules."""
     _check_destination(prepared, provider)
     headers = list(prepared.headers)
-    if prepared.header("user-agent") is None:
+    if prepared.header("user-agent") is None and not any(
+            name.lower() == "user-agent" for name in provider.default_headers):
         headers.append(("User-Agent", user_agent))
+    # Defaults are the catalogue's suggestions: the caller's own value wins.
+    headers.extend((name, value) for name, value in provider.default_headers.items()
+                   if prepared.header(name) is None)
     query = list(prepared.query)
     injected: list[str] = []
     signer: Injection | None = None
@@ -181,26 +185,29 @@ def inject(
     for rule in provider.injection:
         # A value built only from public fields (an app id, a region) is not scrubbed.
         carries_secret = not rule.placeholders() <= public_fields
-        if rule.kind is InjectionKind.AWS_SIGV4:
-            signer = rule
-            continue
-        if rule.kind is InjectionKind.BASIC:
-            user = _render(rule.username or "", provider, credential)
-            password = _render(rule.password or "", provider, credential)
-            pair = f"{user}:{password}"
-            token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
-            value, name = f"Basic {token}", "Authorization"
-            injected.extend((password, pair, token) if carries_secret else ())
-        else:
-            value = _render(rule.format, provider, credential)
-            if carries_secret:
-                injected.append(value)
-            if rule.kind is InjectionKind.BEARER:
+        match rule.kind:
+            case InjectionKind.AWS_SIGV4:
+                signer = rule
+                continue
+            case InjectionKind.BASIC:
+                user = _render(rule.username or "", provider, credential)
+                password = _render(rule.password or "", provider, credential)
+                pair = f"{user}:{password}"
+                token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+                value, name = f"Basic {token}", "Authorization"
+                injected.extend((password, pair, token) if carries_secret else ())
+            case InjectionKind.BEARER:
+                value = _render(rule.format, provider, credential)
+                injected.extend((value,) if carries_secret else ())
                 name = rule.name or "Authorization"
                 # A catalogue may write the whole header value; do not double the scheme.
                 value = value if value.lower().startswith("bearer ") else f"Bearer {value}"
-            else:
+            case InjectionKind.HEADER | InjectionKind.QUERY:
+                value = _render(rule.format, provider, credential)
+                injected.extend((value,) if carries_secret else ())
                 name = rule.name or ""
+            case _:
+                assert_never(rule.kind)
         _check_wire_value(value, provider, rule)
         if rule.kind is InjectionKind.QUERY:
             query.append((name, value))

@@ -129,7 +129,8 @@ def _redirect_request(
         return "invalid_location"
     try:
         host, port = parse_authority(provider, scheme, authority, field="location",
-                                     allow_insecure_http=allow_insecure_http)
+                                     allow_insecure_http=allow_insecure_http,
+                                     connection=dict(current.connection))
     except AlterError:
         return "cross_origin"
     if (scheme, host, port) != current.origin:

@@ -40,7 +40,7 @@ Wait = Annotated[int, Field(ge=0, le=MAX_WAIT, description=(
 
 
 async def _grants(vault: AlterVault, grant_ids: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [(await vault.get_grant(gid)).public_view() for gid in grant_ids]
+    return [vault.grant_view(await vault.get_grant(gid)) for gid in grant_ids]
 
 
 async def _status(vault: AlterVault, session_id: str) -> Any:

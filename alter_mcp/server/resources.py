@@ -49,6 +49,12 @@ def _details(provider: Provider, configured: frozenset[str]) -> dict[str, Any]:
             "pkce": provider.oauth.pkce,
             "authorization_url": provider.oauth.authorization_url,
         }
+    if provider.connection:
+        data["connection"] = [{"name": v.name, "label": v.label, "source": v.source.value}
+                              for v in provider.connection]
+        data["api_base_url"] = provider.api_base_url
+    if provider.default_headers:
+        data["default_headers"] = dict(provider.default_headers)
     if provider.secret_fields:
         data["secret_fields"] = [{"name": f.name, "label": f.label, "required": f.required}
                                  for f in provider.secret_fields]
@@ -78,7 +84,9 @@ def register_resources(server: FastMCP, vault: AlterVault) -> None:
         """One provider's entry: API hosts, default scopes, secret fields, configured here.
 
         Read it before `connect` to see the default scopes, or before
-        `authenticated_request` to see which hosts the credential may be sent to.
+        `authenticated_request` to see which hosts the credential may be sent to. Hosts
+        written `{name}` are per account: `list_grants` shows each grant's own hosts and
+        `api_base_url`.
         """
         with resource_errors():
             configured = await vault.configured_providers()

@@ -84,6 +84,9 @@ def register_grant_tools(server: FastMCP, binder: CallerBinder) -> None:
     ) -> dict[str, Any]:
         """List the accounts (grants) you may use: id, provider, account, scopes, status.
 
+        Each grant also says where to call: `api_base_url` and `api_hosts` are that account's
+        own (a Shopify grant names its shop's host); other hosts are refused.
+
         Call this first to find a `grant_id` for `authenticated_request`, or to see whether
         the user still needs to `connect` a provider. Only metadata is returned, never a
         credential. If `next_cursor` is set, call again with it for the next page.
@@ -93,7 +96,7 @@ def register_grant_tools(server: FastMCP, binder: CallerBinder) -> None:
             page = await vault.list_grants(
                 provider_id=provider, status=GrantStatus(status) if status else None,
                 limit=limit, cursor=cursor)
-            return {"grants": [g.public_view() for g in page.grants],
+            return {"grants": [vault.grant_view(g) for g in page.grants],
                     "next_cursor": page.next_cursor}
 
     @server.tool(annotations=ToolAnnotations(

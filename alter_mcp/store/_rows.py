@@ -57,6 +57,7 @@ def grant_params(g: Grant) -> tuple[Any, ...]:
         g.grant_id, g.kind.value, g.provider_id, g.owner.key, g.owner.model_dump_json(),
         g.account_identifier, g.label, json.dumps(list(g.scopes)), g.status.value,
         g.secret_id, ts(g.created_at), ts(g.updated_at), ts(g.revoked_at),
+        json.dumps(g.connection, sort_keys=True),
     )
 
 
@@ -75,6 +76,7 @@ def grant(row: Row) -> Grant:
         scopes=tuple(json.loads(row["scopes"])), status=row["status"],
         secret_id=row["secret_id"], created_at=_dt(row["created_at"]),
         updated_at=_dt(row["updated_at"]), revoked_at=dt(row["revoked_at"]),
+        connection=json.loads(row["connection"]),
     )
 
 
@@ -97,6 +99,7 @@ def secret(row: Row) -> ManagedSecret:
     return ManagedSecret(
         secret_id=row["secret_id"], provider_id=row["provider_id"], label=row["label"],
         field_names=tuple(json.loads(row["field_names"])), created_at=_dt(row["created_at"]),
+        connection=json.loads(row["connection"]),
     )
 
 

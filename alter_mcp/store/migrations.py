@@ -125,4 +125,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at REAL NOT NULL)""",
         ],
     ),
+    (
+        4,
+        [
+            # Per-grant connection values (a shop, an instance host): not secret, part of the
+            # grant, and what the destination guard renders the grant's own API hosts from.
+            "ALTER TABLE grants ADD COLUMN connection TEXT NOT NULL DEFAULT '{}'",
+            "ALTER TABLE managed_secrets ADD COLUMN connection TEXT NOT NULL DEFAULT '{}'",
+        ],
+    ),
 ]

@@ -47,7 +47,7 @@ __all__ = ["PostgresStore"]
 
 _GRANT_COLUMNS = (
     "grant_id, kind, provider_id, owner_key, owner, account_identifier, label, scopes, "
-    "status, secret_id, created_at, updated_at, revoked_at"
+    "status, secret_id, created_at, updated_at, revoked_at, connection"
 )
 _BLOB_TABLES = {
     EncryptedField.CREDENTIAL: ("credentials", "grant_id", "blob"),
@@ -69,7 +69,7 @@ def _now() -> float:
 
 async def _insert_grant(conn: Conn, grant: Grant, credential: CredentialRecord | None) -> None:
     await conn.execute(f"INSERT INTO grants ({_GRANT_COLUMNS}) "
-                       "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                       "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
                        *_rows.grant_params(grant))
     if credential is not None:
         await conn.execute("INSERT INTO credentials VALUES ($1,$2,$3,$4,$5,$6)",
@@ -77,10 +77,10 @@ async def _insert_grant(conn: Conn, grant: Grant, credential: CredentialRecord |
 
 
 async def _insert_secret(conn: Conn, secret: ManagedSecret, blob: bytes, key_id: str) -> None:
-    await conn.execute("INSERT INTO managed_secrets VALUES ($1,$2,$3,$4,$5,$6,$7)",
+    await conn.execute("INSERT INTO managed_secrets VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
                        secret.secret_id, secret.provider_id, secret.label,
                        json.dumps(list(secret.field_names)), blob, key_id,
-                       _ts(secret.created_at))
+                       _ts(secret.created_at), json.dumps(secret.connection, sort_keys=True))
 
 class PostgresStore(PostgresSessions):
     """A ``Store`` on a PostgreSQL database shared by any number of processes."""

@@ -42,7 +42,7 @@ __all__ = ["SQLiteStore"]
 
 _GRANT_COLUMNS = (
     "grant_id, kind, provider_id, owner_key, owner, account_identifier, label, scopes, "
-    "status, secret_id, created_at, updated_at, revoked_at"
+    "status, secret_id, created_at, updated_at, revoked_at, connection"
 )
 _BLOB_TABLES = {
     EncryptedField.CREDENTIAL: ("credentials", "grant_id", "blob"),
@@ -62,7 +62,7 @@ def _audit(conn: Conn, seal: AuditSealer | None) -> None:
 
 
 def _insert_grant(c: Conn, grant: Grant, credential: CredentialRecord | None) -> None:
-    c.execute(f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    c.execute(f"INSERT INTO grants ({_GRANT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
               _rows.grant_params(grant))
     if credential is not None:
         c.execute("INSERT INTO credentials VALUES (?,?,?,?,?,?)",
@@ -70,9 +70,10 @@ def _insert_grant(c: Conn, grant: Grant, credential: CredentialRecord | None) ->
 
 
 def _insert_secret(c: Conn, secret: ManagedSecret, blob: bytes, key_id: str) -> None:
-    c.execute("INSERT INTO managed_secrets VALUES (?,?,?,?,?,?,?)",
+    c.execute("INSERT INTO managed_secrets VALUES (?,?,?,?,?,?,?,?)",
               (secret.secret_id, secret.provider_id, secret.label,
-               json.dumps(list(secret.field_names)), blob, key_id, _ts(secret.created_at)))
+               json.dumps(list(secret.field_names)), blob, key_id, _ts(secret.created_at),
+               json.dumps(secret.connection, sort_keys=True)))
 
 
 class SQLiteStore(SQLiteSessions):

@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from alter_mcp.testing._authserver import SCOPES, SandboxToken
+from alter_mcp.testing._authserver import SCOPES, Dialect, SandboxToken
 from alter_mcp.testing._sandbox import SandboxProvider
 
-__all__ = ["SCOPES", "SandboxProvider", "SandboxToken"]
+__all__ = ["SCOPES", "Dialect", "SandboxProvider", "SandboxToken"]

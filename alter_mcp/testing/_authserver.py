@@ -14,15 +14,15 @@ import hmac
 import html
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-__all__ = ["SCOPES", "SandboxAuthServer", "SandboxToken"]
+__all__ = ["SCOPES", "Dialect", "SandboxAuthServer", "SandboxToken"]
 
 #: The scopes the sandbox knows; ``items:read`` guards the list API.
 SCOPES = ("profile", "items:read", "items:write")
@@ -65,6 +65,32 @@ class SandboxToken:
     family: str
     expires_at: float | None
     revoked: bool = False
+    long_lived: bool = False
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How the sandbox deviates from RFC 6749, the way a real provider's documentation says.
+
+    ``client_param``: the name of the client id (TikTok: ``client_key``; the other name is
+    refused). ``json_token_requests``: the token endpoint takes JSON only (Notion).
+    ``refresh_path``: refresh only there, never at ``/token`` (Figma). ``long_lived``: the code
+    buys a short-lived token and no refresh token; ``"instagram"`` trades it at
+    ``/access_token`` and extends long ones at ``/refresh_access_token``, ``"facebook"`` trades
+    it with ``GET /token?grant_type=fb_exchange_token``. ``graphql``: ``POST /graphql`` answers
+    ``{ viewer { email } }`` and ``{ me { email } }`` (Linear, monday).
+    """
+
+    client_param: str = "client_id"
+    json_token_requests: bool = False
+    refresh_path: str | None = None
+    long_lived: Literal["instagram", "facebook"] | None = None
+    long_lived_ttl: float = 60 * 86400.0
+    graphql: bool = False
+    #: Token requests must say ``type=web_server`` or ``type=refresh`` (Basecamp Launchpad).
+    launchpad_type: bool = False
+    #: Revocation is ``DELETE /applications/{client_id}/grant``, Basic auth, JSON (GitHub).
+    github_revocation: bool = False
 
 
 @dataclass
@@ -108,7 +134,8 @@ class SandboxAuthServer:
     def __init__(
         self, *, issuer: Callable[[], str], client_id: str, client_secret: str, account: str,
         subject: str, access_token_ttl: float, auto_approve: bool,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, token_fields: Mapping[str, Any] | None = None,
+        dialect: Dialect | None = None,
     ) -> None:
         self._issuer = issuer
         self.client_id = client_id
@@ -118,6 +145,9 @@ class SandboxAuthServer:
         self.access_token_ttl = access_token_ttl
         self.auto_approve = auto_approve
         self._clock = clock
+        self.dialect = dialect or Dialect()
+        #: Extra, non-secret fields of every token response (Salesforce's ``instance_url``).
+        self.token_fields = dict(token_fields or {})
         self._codes: dict[str, _Code] = {}
         self._pending: dict[str, dict[str, str]] = {}
         self.tokens: dict[str, SandboxToken] = {}
@@ -144,10 +174,41 @@ class SandboxAuthServer:
         now = self._clock()
         self.tokens[access] = SandboxToken("access", client_id, scopes, family,
                                            now + self.access_token_ttl)
+        if self.dialect.long_lived is not None:
+            # A short-lived token only: the provider's own exchange makes it last.
+            return {**self.token_fields, "access_token": access, "token_type": "Bearer",
+                    "expires_in": int(self.access_token_ttl), "scope": " ".join(scopes)}
         self.tokens[refresh] = SandboxToken("refresh", client_id, scopes, family, None)
-        return {"access_token": access, "token_type": "Bearer",
+        return {**self.token_fields, "access_token": access, "token_type": "Bearer",
                 "expires_in": int(self.access_token_ttl), "refresh_token": refresh,
                 "scope": " ".join(scopes)}
+
+    def issue_long_lived(self, short: SandboxToken) -> dict[str, Any]:
+        """Issue a long-lived access token for the holder of ``short``."""
+        value = "sbx_ll_" + secrets.token_urlsafe(24)
+        self.tokens[value] = SandboxToken("access", short.client_id, short.scopes, short.family,
+                                          self._clock() + self.dialect.long_lived_ttl,
+                                          long_lived=True)
+        return {"access_token": value, "token_type": "bearer",
+                "expires_in": int(self.dialect.long_lived_ttl)}
+
+    def revoke_value(self, value: str) -> bool:
+        """Revoke a token and its family by value; return False when it is unknown."""
+        token = self.tokens.get(value)
+        if token is None:
+            return False
+        if not token.revoked:
+            self.stats.revoked += 1
+        self._revoke_family(token.family)
+        return True
+
+    def client_from(self, request: Request) -> str | None:
+        """Return the client authenticated by the request's Basic header, or None."""
+        return self._client_from(request, {})
+
+    def client_secret_ok(self, secret: str) -> bool:
+        """Return True when ``secret`` is this client's secret."""
+        return hmac.compare_digest(secret.encode(), self._client_secret.encode())
 
     def _client_from(self, request: Request, form: dict[str, str]) -> str | None:
         """Return the authenticated client id (basic or post), or None."""
@@ -160,7 +221,10 @@ class SandboxAuthServer:
             # RFC 6749 §2.3.1: both parts are form-encoded before they are joined.
             client_id, _, secret = (unquote_plus(p) for p in raw.partition(":"))
         else:
-            client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+            name = self.dialect.client_param
+            if name != "client_id" and "client_id" in form:
+                return None  # the provider does not know `client_id`
+            client_id, secret = form.get(name, ""), form.get("client_secret", "")
         if client_id == self.client_id and hmac.compare_digest(secret.encode(),
                                                                self._client_secret.encode()):
             return client_id
@@ -196,7 +260,8 @@ class SandboxAuthServer:
         self.stats.authorize += 1
         params = dict(request.query_params)
         redirect_uri = params.get("redirect_uri", "")
-        if params.get("client_id") != self.client_id:
+        name = self.dialect.client_param
+        if params.get(name) != self.client_id or (name != "client_id" and "client_id" in params):
             return self._plain_page("Unknown client", "This client is not registered with the "
                                     "sandbox.", 400)
         if not self._redirect_ok(redirect_uri):
@@ -234,7 +299,7 @@ class SandboxAuthServer:
         self.stats.approved += 1
         code = "sbx_code_" + secrets.token_urlsafe(24)
         self._codes[code] = _Code(
-            client_id=params["client_id"], redirect_uri=params["redirect_uri"],
+            client_id=params[self.dialect.client_param], redirect_uri=params["redirect_uri"],
             challenge=params["code_challenge"],
             scopes=tuple(dict.fromkeys(params.get("scope", "").split())),
             expires_at=self._clock() + 60, family=secrets.token_hex(8))
@@ -242,17 +307,44 @@ class SandboxAuthServer:
 
     async def token(self, request: Request) -> Response:
         """Exchange a code (with its PKCE verifier) or a refresh token for new tokens."""
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = await self._token_form(request)
+        if form is None:
+            return _oauth_error("invalid_request", "the token endpoint takes a JSON body")
         grant_type = form.get("grant_type", "")
         self.stats.token[grant_type] = self.stats.token.get(grant_type, 0) + 1
         client_id = self._client_from(request, form)
         if client_id is None:
             return _oauth_error("invalid_client", "client authentication failed", 401)
+        if self.dialect.launchpad_type and form.get("type") != {
+                "authorization_code": "web_server", "refresh_token": "refresh"}.get(grant_type):
+            return _oauth_error("invalid_request", "type must be web_server or refresh")
         if grant_type == "authorization_code":
             return self._exchange(form, client_id)
-        if grant_type == "refresh_token":
+        if grant_type == "refresh_token" and self.dialect.refresh_path is None:
             return self._refresh(form, client_id)
         return _oauth_error("unsupported_grant_type", "use authorization_code or refresh_token")
+
+    async def refresh(self, request: Request) -> Response:
+        """Redeem a refresh token at the dialect's own refresh endpoint (Figma)."""
+        form = await self._token_form(request)
+        if form is None or form.get("grant_type") != "refresh_token":
+            return _oauth_error("unsupported_grant_type", "this endpoint only refreshes")
+        self.stats.token["refresh_token"] = self.stats.token.get("refresh_token", 0) + 1
+        client_id = self._client_from(request, form)
+        if client_id is None:
+            return _oauth_error("invalid_client", "client authentication failed", 401)
+        return self._refresh(form, client_id)
+
+    async def _token_form(self, request: Request) -> dict[str, str] | None:
+        if not self.dialect.json_token_requests:
+            return {k: str(v) for k, v in (await request.form()).items()}
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return None
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        return {str(k): str(v) for k, v in body.items()} if isinstance(body, dict) else None
 
     def _exchange(self, form: dict[str, str], client_id: str) -> Response:
         code = self._codes.get(form.get("code", ""))
@@ -305,12 +397,13 @@ class SandboxAuthServer:
             token.revoked = True
         return Response(status_code=200, headers=_NO_STORE)
 
-    def bearer(self, request: Request) -> SandboxToken | None:
-        """Return the live access token of a request's ``Authorization: Bearer``, if any."""
+    def bearer(self, request: Request, *, scheme: str = "Bearer") -> SandboxToken | None:
+        """Return the live access token of a request's ``Authorization: <scheme>``, if any."""
+        prefix = scheme.lower() + " "
         header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer "):
+        if not header.lower().startswith(prefix):
             return None
-        return self.token_info(header[7:].strip())
+        return self.token_info(header[len(prefix):].strip())
 
     # -- pages -----------------------------------------------------------------------------
     def _consent_page(self, request_id: str, scopes: tuple[str, ...]) -> HTMLResponse:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -22,7 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alter_mcp.oauth.loopback import LoopbackServer
-from alter_mcp.testing._authserver import SandboxAuthServer, SandboxToken
+from alter_mcp.testing._authserver import Dialect, SandboxAuthServer, SandboxToken
+from alter_mcp.testing._dialect import dialect_routes
 
 __all__ = ["SandboxProvider"]
 
@@ -47,17 +50,28 @@ class SandboxProvider:
         client_id: str = "alter-mcp-sandbox", client_secret: str | None = None,
         account: str = "demo@sandbox.test", access_token_ttl: float = 3600.0,
         auto_approve: bool = False, port: int = 0,
+        token_fields: Mapping[str, Any] | None = None,
+        documents: Mapping[str, tuple[str, Any]] | None = None,
+        dialect: Dialect | None = None, clock: Callable[[], float] = time.time,
     ) -> None:
+        """Configure the sandbox; nothing listens until :meth:`start`.
+
+        ``token_fields`` are extra fields of every token response (a tenant's
+        ``instance_url``); ``documents`` maps a path to (auth scheme, JSON body) served to a
+        live token, like a provider's metadata endpoint. ``dialect`` makes it behave like a
+        provider that deviates from RFC 6749; ``clock`` (epoch seconds) decides expiry.
+        """
         self.provider_id = provider_id
         self.name = name
         self.client_id = client_id
         self.client_secret = client_secret or "sbx_secret_" + secrets.token_urlsafe(18)
         self._server: LoopbackServer | None = None
         self._port = port
+        self._documents = dict(documents or {})
         self.auth = SandboxAuthServer(
             issuer=lambda: self.issuer, client_id=client_id, client_secret=self.client_secret,
             account=account, subject="sandbox-user-1", access_token_ttl=access_token_ttl,
-            auto_approve=auto_approve)
+            auto_approve=auto_approve, token_fields=token_fields, dialect=dialect, clock=clock)
 
     def __repr__(self) -> str:
         where = self.issuer if self._server is not None else "stopped"
@@ -138,7 +152,8 @@ class SandboxProvider:
                 "authorization_url": base + "/authorize", "token_url": base + "/token",
                 "revocation_url": base + "/revoke", "userinfo_url": base + "/userinfo",
                 "issuer": base, "account_source": "userinfo", "account_field": "email",
-                "default_scopes": ["profile", "items:read"], "pkce": True,
+                "default_scopes": ["profile", "items:read"], "scope_separator": " ",
+                "pkce": True,
                 "token_endpoint_auth": "client_secret_basic",
             },
         }
@@ -206,7 +221,17 @@ class SandboxProvider:
             Route("/api/items", self._items, methods=["GET"]),
             # Google Calendar's path and shape, so the Alter SDK's examples run against it.
             Route(_EVENTS_PATH, self._events, methods=["GET"]),
+            *(Route(path, self._document(scheme, body), methods=["GET"])
+              for path, (scheme, body) in self._documents.items()),
+            *dialect_routes(auth),
         ])
+
+    def _document(self, scheme: str, body: Any) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            if self.auth.bearer(request, scheme=scheme) is None:
+                return JSONResponse({"error": "invalid_token"}, status_code=401)
+            return JSONResponse(body)
+        return serve
 
     def _api_token(self, request: Request) -> SandboxToken | Response:
         self.auth.stats.api_calls += 1

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
+from typing import Any
 
 from alter_mcp.audit import AuditEntry
 from alter_mcp.errors import (
@@ -77,6 +78,15 @@ class GrantActions(VaultBase):
             provider_id=grant.provider_id,
         ))
         return grant
+
+    def grant_view(self, grant: Grant) -> dict[str, Any]:
+        """Return a grant's public view plus where to call: its API hosts and base URL."""
+        view = grant.public_view()
+        if grant.provider_id in self._core.catalog:
+            provider = self._core.catalog.get(grant.provider_id)
+            view["api_hosts"] = list(provider.hosts_for(grant.connection))
+            view["api_base_url"] = provider.base_url_for(grant.connection)
+        return view
 
     async def revoke_grant(self, grant_id: str, *, reason: str | None = None) -> RevokeResult:
         """Revoke one of the caller's grants: delete its credential and mark it revoked."""

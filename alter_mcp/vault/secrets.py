@@ -41,12 +41,14 @@ class SecretActions(VaultBase):
         try:
             self._require_admin(ident, "create managed secrets")
             provider = self._core.catalog.get(provider_id)
-            values = admin.validate_secret_fields(provider, fields)
+            sealed, connection = admin.split_connection(provider, fields)
+            values = admin.validate_secret_fields(provider, sealed)
             if not isinstance(label, str) or not label.strip() or _CONTROL.search(label):
                 raise InvalidInputError("label must be a non-empty single line.", field="label")
             secret = ManagedSecret(
                 secret_id=str(uuid.uuid4()), provider_id=provider.id, label=label.strip(),
                 field_names=tuple(sorted(values)), created_at=self._core.clock(),
+                connection=connection,
             )
             blob = self._core.envelope.seal_json(values, aad=secret_binding(secret.secret_id))
             entry = AuditEntry("secret.create", Outcome.ALLOWED, identity=ident,
@@ -93,7 +95,7 @@ class SecretActions(VaultBase):
                 provider_id=secret.provider_id, owner=principal,
                 account_identifier=secret.label, label=label or principal.label or secret.label,
                 status=GrantStatus.ACTIVE, secret_id=secret.secret_id, created_at=now,
-                updated_at=now,
+                updated_at=now, connection=dict(secret.connection),
             )
             entry = AuditEntry("secret.grant", Outcome.ALLOWED, identity=ident,
                                grant_id=grant.grant_id, provider_id=grant.provider_id,

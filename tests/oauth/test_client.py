@@ -16,10 +16,10 @@ import httpx2
 import jwt
 import pytest
 
-from alter_mcp.errors import ProviderAPIError
+from alter_mcp.errors import InvalidInputError, ProviderAPIError
 from alter_mcp.oauth import InvalidGrantError, OAuthClientConfig, OAuthHttp, TokenEndpointError
 from alter_mcp.oauth.tokens import TokenSet
-from alter_mcp.providers import Provider
+from alter_mcp.providers import Provider, load_catalog
 from alter_mcp.redaction import Secret
 from tests.peers.process import free_port
 from tests.peers.recorder import RequestRecorder
@@ -64,7 +64,7 @@ async def test_client_parses_form_encoded_github_style_response(
     """A form-encoded answer with comma-separated scopes and no expiry is understood."""
     rec = recorder_factory(body=b"access_token=gho_abc123&scope=repo%2Cgist&token_type=bearer",
                            content_type="application/x-www-form-urlencoded")
-    prov = provider(rec.url("/token"), scope_separator=",", quirks=["accept_json", "no_expiry"],
+    prov = provider(rec.url("/token"), scope_separator=",", quirks=["no_expiry"],
                     token_endpoint_auth="client_secret_post", account_source="userinfo",
                     userinfo_url=rec.url("/user"))
     result = await exchange(oauth_http, prov)
@@ -123,20 +123,61 @@ async def test_client_sends_basic_auth_and_json_body_when_asked(
     assert result.account == "u-9" and result.tokens.expires_at is None
 
 
-async def test_client_keeps_instance_url_and_unexpiring_refresh(
+async def test_client_refresh_without_refresh_token_keeps_ours(
     oauth_http: OAuthHttp, recorder_factory: Callable[..., RequestRecorder],
 ) -> None:
-    """Salesforce's instance_url is kept; a refresh answer without a refresh token keeps ours."""
+    """A refresh answer without a refresh token keeps ours (Salesforce does not rotate)."""
     rec = recorder_factory(body=b'{"access_token": "00D-2", "instance_url": '
                                 b'"https://acme.my.salesforce.com", "scope": "api"}')
-    prov = provider(rec.url("/token"), quirks=["instance_url"])
+    prov = provider(rec.url("/token"))
     old = TokenSet(access_token=Secret("00D-1"), obtained_at=NOW,
                    refresh_token=Secret("rt-keep-me"), requested_scopes=("api",))
     new = await oauth_http.refresh(prov, CLIENT, old, now=NOW)
     assert new.access_token == Secret("00D-2") and new.refresh_token == Secret("rt-keep-me")
-    assert new.extras == {"instance_url": "https://acme.my.salesforce.com"}
     assert new.requested_scopes == ("api",) and new.expires_at is None
     assert form(rec.requests[0].body)["refresh_token"] == "rt-keep-me"
+
+
+@pytest.mark.parametrize(("instance_url", "host"), [
+    ("https://acme.my.salesforce.com", "acme.my.salesforce.com"),
+    ("https://acme--dev.sandbox.my.salesforce.com/", "acme--dev.sandbox.my.salesforce.com"),
+])
+async def test_client_reads_salesforce_instance_host_from_token_response(
+    oauth_http: OAuthHttp, instance_url: str, host: str,
+) -> None:
+    """The shipped Salesforce entry takes the grant's host from the token's instance_url."""
+    salesforce = load_catalog().get("salesforce")
+    tokens = TokenSet(access_token=Secret("00D-1"), obtained_at=NOW)
+    values = await oauth_http.connection_values(
+        salesforce, {"access_token": "00D-1", "instance_url": instance_url}, tokens)
+    assert values == {"instance": host}
+    assert salesforce.hosts_for(values) == (host, "login.salesforce.com")
+
+
+@pytest.mark.parametrize("instance_url", [
+    "https://evil.example.com", "http://acme.my.salesforce.com", "https://my.salesforce.com",
+    "https://acme.my.salesforce.com.evil.example", "https://user@acme.my.salesforce.com",
+])
+async def test_client_refuses_instance_url_outside_salesforce(
+    oauth_http: OAuthHttp, instance_url: str,
+) -> None:
+    """An instance_url off Salesforce's own domain fails the connect with a typed error."""
+    salesforce = load_catalog().get("salesforce")
+    tokens = TokenSet(access_token=Secret("00D-1"), obtained_at=NOW)
+    with pytest.raises(InvalidInputError) as caught:
+        await oauth_http.connection_values(
+            salesforce, {"access_token": "00D-1", "instance_url": instance_url}, tokens)
+    assert caught.value.field == "connection.instance"
+
+
+async def test_client_fails_connect_when_the_tenant_value_is_missing(
+    oauth_http: OAuthHttp,
+) -> None:
+    """A token response without instance_url names the missing field instead of guessing."""
+    salesforce = load_catalog().get("salesforce")
+    tokens = TokenSet(access_token=Secret("00D-1"), obtained_at=NOW)
+    with pytest.raises(ProviderAPIError, match="instance_url"):
+        await oauth_http.connection_values(salesforce, {"access_token": "00D-1"}, tokens)
 
 
 async def test_client_invalid_grant_message_redacts_echoed_token(

@@ -158,3 +158,21 @@ async def test_key_page_headless_connect_waits_for_the_pasted_key(
 
     [result] = await vault.connect([PROVIDER], open_browser=paste, timeout=20)
     assert result.provider_id == PROVIDER and result.account_identifier == "Echo API key"
+
+
+async def test_key_page_asks_a_tenant_providers_account_value(
+        kvault: tuple[AlterVault, Clock]) -> None:
+    """A per-account provider's page asks for its value too; the grant reaches only that host."""
+    vault, _ = kvault
+    link = await vault.create_connect_session(allowed_providers=["shopify-admin"])
+    async with httpx2.AsyncClient() as http:
+        page = await http.get(link.connect_url)
+        assert "name='field.shop'" in page.text and "name='field.access_token'" in page.text
+        bad = await http.post(link.connect_url, data=posted(
+            "shopify-admin", shop="evil.example.com/x", access_token="shpat_0123456789"))
+        assert bad.status_code == 400 and "shop" in bad.text
+        done = await http.post(link.connect_url, data=posted(
+            "shopify-admin", shop="acme", access_token="shpat_0123456789"))
+        assert done.status_code == 200
+    [grant] = (await vault.list_grants(provider_id="shopify-admin")).grants
+    assert grant.connection == {"shop": "acme"}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import tomllib
 from collections import defaultdict
 from importlib import resources
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -151,7 +153,8 @@ def test_oauth_entry_urls_are_https(provider_id: str) -> None:
     """Every OAuth endpoint of the entry is an https URL (no loopback in shipped data)."""
     oauth = PROVIDERS[provider_id].oauth
     assert oauth is not None
-    urls = [oauth.authorization_url, oauth.token_url, oauth.revocation_url, oauth.userinfo_url]
+    urls = [oauth.authorization_url, oauth.token_url, oauth.revocation_url, oauth.userinfo_url,
+            oauth.refresh_url, oauth.exchange_url]
     for url in filter(None, urls):
         assert url.startswith("https://"), url
         host = url.removeprefix("https://").split("/", 1)[0]
@@ -160,10 +163,13 @@ def test_oauth_entry_urls_are_https(provider_id: str) -> None:
 
 @pytest.mark.parametrize("provider_id", OAUTH_IDS)
 def test_oauth_entry_urls_have_no_placeholders(provider_id: str) -> None:
-    """OAuth URLs are literal, except authorize URLs known to need a deployment override."""
+    """OAuth URLs are literal, except authorize URLs needing an override and {client_id}."""
     oauth = PROVIDERS[provider_id].oauth
     assert oauth is not None
-    for url in filter(None, [oauth.token_url, oauth.revocation_url, oauth.userinfo_url]):
+    revocation = (oauth.revocation_url or "").replace("{client_id}", "")
+    urls = [oauth.token_url, revocation, oauth.userinfo_url, oauth.refresh_url,
+            oauth.exchange_url]
+    for url in filter(None, urls):
         assert "{" not in url, url
     templated = "{" in oauth.authorization_url
     assert templated == (provider_id in TEMPLATED_AUTHORIZE_URLS)
@@ -188,9 +194,6 @@ def test_oauth_entry_quirks_are_consistent(provider_id: str) -> None:
     oauth = PROVIDERS[provider_id].oauth
     assert oauth is not None
     assert len(set(oauth.quirks)) == len(oauth.quirks)
-    assert not (
-        OAuthQuirk.NO_EXPIRY in oauth.quirks and OAuthQuirk.ROTATING_REFRESH_TOKEN in oauth.quirks
-    )
     if OAuthQuirk.SLACK_AUTHED_USER in oauth.quirks:
         assert oauth.account_field.startswith("authed_user.")
 
@@ -260,3 +263,61 @@ def test_catalogue_loads_the_shipped_data() -> None:
     assert list(catalog) == sorted(ENTRIES)
     assert [p.id for p in catalog.oauth_providers()] == OAUTH_IDS
     assert [p.id for p in catalog.secret_providers()] == SECRET_IDS
+
+
+PSL = Path("/usr/share/publicsuffix/public_suffix_list.dat")
+
+#: Wildcards left over a public suffix on purpose, and why each is safe.
+PSL_EXEMPT = {
+    # A bucket is named per request, not per account, and SigV4 never sends the secret key:
+    # the signature covers this host, path and time only, and the bucket's owner does not
+    # see it (S3 logs carry no Authorization header).
+    "s3.amazonaws.com": "sigv4",
+    **{f"s3.{region}.amazonaws.com": "sigv4" for region in (
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1",
+        "ap-east-2", "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2",
+        "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7",
+        "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ca-central-1", "ca-west-1",
+        "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1",
+        "eu-south-2", "eu-north-1", "il-central-1", "me-south-1", "me-central-1",
+        "mx-central-1", "sa-east-1", "us-gov-east-1", "us-gov-west-1")},
+}
+
+
+def _public_suffixes() -> frozenset[str]:
+    """Return every rule of the Public Suffix List, without its '*.' or '!' prefix."""
+    rules = set()
+    for line in PSL.read_text("utf-8").splitlines():
+        rule = line.strip().split(" ")[0]
+        if rule and not rule.startswith("//"):
+            rules.add(rule.removeprefix("*.").removeprefix("!").encode("idna").decode())
+    return frozenset(rules)
+
+
+@pytest.mark.skipif(not PSL.exists(), reason="Debian's publicsuffix package is not installed")
+def test_data_wildcards_never_cover_a_public_suffix() -> None:
+    """No wildcard host spans a Public Suffix List name, except the listed SigV4 S3 hosts."""
+    suffixes = _public_suffixes()
+    assert "myshopify.com" in suffixes and "googleapis.com" in suffixes  # the list is real
+    covering = {}
+    for provider_id, provider in PROVIDERS.items():
+        for host in provider.api_hosts:
+            if not host.startswith("*."):
+                continue
+            base = host.removeprefix("*.")
+            hit = sorted(s for s in suffixes if s == base or s.endswith("." + base)
+                         or (base.endswith("." + s) and "." in s))
+            if hit and not (base in PSL_EXEMPT and provider.auth_kind is AuthKind.AWS_SIGV4):
+                covering[f"{provider_id}: {host}"] = hit[:3]
+    assert covering == {}
+
+
+@pytest.mark.parametrize("provider_id", OAUTH_IDS)
+def test_oauth_entry_identity_hosts_are_its_api_hosts(provider_id: str) -> None:
+    """Every host the vault calls with a grant's token (userinfo, metadata) is an API host."""
+    provider = PROVIDERS[provider_id]
+    assert provider.oauth is not None
+    urls = [provider.oauth.userinfo_url, *(v.url for v in provider.connection)]
+    for url in filter(None, urls):
+        host = urlsplit(url).hostname or ""
+        assert provider.host_allowed(host), (url, provider.api_hosts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mcp_types import ElicitRequestFormParams
 
@@ -142,3 +144,26 @@ async def test_audit_names_client_tool_and_request(svault: AlterVault) -> None:
     assert events[-1].mcp_client == "claude-desktop-test"
     assert events[-1].caller == "claude-desktop-test"
     assert events[-1].tool == "list_grants" and events[-1].request_id
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_list_grants_and_provider_resource_say_where_to_call(
+    svault: AlterVault, era: str,
+) -> None:
+    """A Shopify grant lists its own shop's host and base URL; the resource names the value."""
+    stored = await svault.create_managed_secret(
+        "shopify-admin", {"access_token": "shpat_0123456789abcdef", "shop": "acme"},
+        label="acme")
+    await svault.create_managed_secret_grant(stored.secret_id, principal=SystemPrincipal(),
+                                             label="acme")
+    async with era_client(server_for(svault), era) as client:
+        page = (await client.call_tool("list_grants", {"provider": "shopify-admin"})
+                ).structured_content
+        entry = json.loads((await client.read_resource("providers://shopify-admin"))[0].text)
+    [grant] = page["grants"]
+    assert grant["api_hosts"] == ["acme.myshopify.com"]
+    assert grant["api_base_url"] == "https://acme.myshopify.com/admin/api"
+    assert grant["connection"] == {"shop": "acme"}
+    assert "shpat_0123456789abcdef" not in json.dumps(page)
+    assert entry["api_hosts"] == ["{shop}.myshopify.com"]
+    assert [v["name"] for v in entry["connection"]] == ["shop"]

@@ -75,6 +75,23 @@ async def test_store_grant_round_trip(store: Store) -> None:
     assert await store.get_grant("missing") is None
 
 
+async def test_store_keeps_connection_values_of_grants_and_secrets(store: Store) -> None:
+    """A grant's and a managed secret's connection values survive the round trip and updates."""
+    grant = make_grant(1, provider="shopify-admin").model_copy(
+        update={"connection": {"shop": "acme"}})
+    await store.insert_grant(grant, cred(grant.grant_id))
+    await store.update_grant(grant.model_copy(update={"label": "renamed"}))
+    found = await store.get_grant(grant.grant_id)
+    assert found is not None and found.connection == {"shop": "acme"}
+    assert [g.connection for g in await store.list_grants([ALICE.key], limit=5)] \
+        == [{"shop": "acme"}]
+    secret = ManagedSecret(secret_id="sec1", provider_id="zendesk", label="prod",
+                           field_names=("api_token",), created_at=T0,
+                           connection={"subdomain": "acme"})
+    await store.insert_secret(secret, b"blob", "kek_a")
+    assert await store.list_secrets() == [secret]
+
+
 async def test_store_find_grants_by_owner_provider_account(store: Store) -> None:
     """find_grants filters by owner keys, provider, status and account."""
     await store.insert_grant(make_grant(1, ALICE, "github", "a1"), None)
