@@ -1,4 +1,5 @@
-"""Sending: one shared HTTP client, same-origin redirects only, a deadline and a size cap.
+"""Sending: one shared HTTP client, slots per origin, same-origin redirects only, a deadline
+and a size cap.
 
 The :class:`Sender` injects the credential into every hop itself, so the HTTP client never
 follows a redirect on its own: a redirect to the same origin (scheme, host, port) is followed
@@ -7,6 +8,9 @@ handed back to the caller with its (scrubbed) ``Location``. Transport failures b
 :class:`ProviderAPIError` whose ``details["reason"]`` says which (``timeout``,
 ``connect_error``, ``network_error``, ``decoding_error``, ``invalid_request``); nothing is
 retried here.
+
+Every request first takes a slot of its origin (see :mod:`alter_mcp.proxy.slots`), or runs
+in one its caller took with :meth:`Sender.slot`; a request that gets none in time is not sent.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from alter_mcp.proxy.destination import (
 from alter_mcp.proxy.guard import PreparedRequest, reserved_names
 from alter_mcp.proxy.inject import USER_AGENT, inject
 from alter_mcp.proxy.result import ProxyResult, RedirectReason, build_result
+from alter_mcp.proxy.slots import OriginSlots, Slot
 from alter_mcp.proxy.transport import use_fast_probe
 from alter_mcp.redaction import REDACTED, Secret, redact_text
 
@@ -170,6 +175,7 @@ class Sender:
         allow_insecure_http: bool = False,
         clock: Callable[[], datetime] | None = None,
         user_agent: str = USER_AGENT,
+        slots: OriginSlots | None = None,
     ) -> None:
         if client.follow_redirects:
             raise ValueError("the shared client must have follow_redirects=False")
@@ -182,6 +188,7 @@ class Sender:
         self._allow_insecure_http = allow_insecure_http
         self._clock = clock or (lambda: datetime.now(UTC))
         self._user_agent = user_agent
+        self._slots = slots or OriginSlots()
         self._transport_for = _client_dispatch(client)
         _install_log_filter()
 
@@ -197,6 +204,21 @@ class Sender:
         response.request = request
         return response
 
+    @property
+    def slots(self) -> OriginSlots:
+        """Return the per-origin slots this sender's requests take."""
+        return self._slots
+
+    def slot(self, prepared: PreparedRequest, provider: Provider, *,
+             timeout: float | None = None) -> Slot:
+        """Return a slot of the request's origin to hold (``async with``) across its sends.
+
+        Take it before reading the credential, so that a request queued behind a busy
+        provider holds no plaintext; the wait is bounded by ``timeout`` too.
+        """
+        limit = timeout if timeout is not None and timeout > 0 else self._timeout
+        return self._slots.slot(prepared.origin, provider_id=provider.id, wait=limit)
+
     async def send(
         self,
         prepared: PreparedRequest,
@@ -207,8 +229,13 @@ class Sender:
         # connect/read/write timeouts, and is the per-request override of the tool.
         timeout: float | None = None,  # noqa: ASYNC109
         max_bytes: int | None = None,
+        slot: Slot | None = None,
     ) -> ProxyResult:
-        """Send ``prepared`` with ``credential`` injected and return the provider's safe answer."""
+        """Send ``prepared`` with ``credential`` injected and return the provider's safe answer.
+
+        Without ``slot``, wait for one of the origin's slots first (ProviderBusyError if
+        none frees in time: nothing is sent); with it, it must be held for the same origin.
+        """
         if prepared.scheme == "http" and not self._allow_insecure_http:
             raise BlockedDestinationError("Plain http:// is not allowed here.", field="url",
                                           hint="Use https://.")
@@ -219,6 +246,17 @@ class Sender:
                                     field="timeout")
         if cap < 1:
             raise InvalidInputError("max_bytes must be at least 1.", field="max_bytes")
+        if slot is None:
+            async with self.slot(prepared, provider, timeout=limit):
+                return await self._send_within(prepared, provider, credential, limit, cap)
+        if slot.origin != prepared.origin or not slot.belongs_to(self._slots):
+            raise ValueError("the slot must be held, from this sender, for the request's origin")
+        return await self._send_within(prepared, provider, credential, limit, cap)
+
+    async def _send_within(
+        self, prepared: PreparedRequest, provider: Provider, credential: Mapping[str, Secret],
+        limit: float, cap: int,
+    ) -> ProxyResult:
         failure: str | None = None
         try:
             with anyio.fail_after(limit):
