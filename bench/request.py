@@ -368,7 +368,11 @@ async def main() -> None:
     finally:
         for process in (server, slow_server):
             process.terminate()
-            process.wait(timeout=10)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # uvicorn waits for requests still held
+                process.kill()
+                process.wait()
 
 
 if __name__ == "__main__":
