@@ -87,22 +87,33 @@ async def test_slots_slow_provider_does_not_starve_a_healthy_one(
     assert sender.slots.origins() == 0
 
 
+async def _one_too_many(
+    client: httpx2.AsyncClient, slow: StuckServer, *, limit: int, wait: float,
+    timeout: float | None = None,  # noqa: ASYNC109
+) -> ProviderBusyError:
+    """Hold ``limit`` calls on the slow server, return the next call's error, then release."""
+    sender = Sender(client, timeout=60.0, allow_insecure_http=True,
+                    slots=OriginSlots(limit=limit, wait=wait))
+    provider, request = _slow_request(slow)
+    stuck: list[ProxyResult] = []
+    async with anyio.create_task_group() as group:
+        _start(group, sender, provider, request, stuck, limit)
+        await slow.wait_received(limit)
+        # A hang guard only: the bounded wait is what must end the call.
+        with anyio.fail_after(30), pytest.raises(ProviderBusyError) as busy:
+            await sender.send(request, provider, credential(api_key=API_KEY), timeout=timeout)
+        assert len(slow.received) == limit and stuck == []
+        slow.release()
+    assert [r.status for r in stuck] == [200] * limit
+    assert len(slow.received) == limit
+    return busy.value
+
+
 async def test_slots_exhausted_origin_raises_provider_busy_and_sends_nothing(
     client: httpx2.AsyncClient, slow: StuckServer,
 ) -> None:
     """With every slot of an origin held, the next call fails after the bounded wait, unsent."""
-    sender = Sender(client, timeout=60.0, allow_insecure_http=True,
-                    slots=OriginSlots(limit=2, wait=0.2))
-    provider, request = _slow_request(slow)
-    stuck: list[ProxyResult] = []
-    async with anyio.create_task_group() as group:
-        _start(group, sender, provider, request, stuck, 2)
-        await slow.wait_received(2)
-        with pytest.raises(ProviderBusyError) as busy:
-            await sender.send(request, provider, credential(api_key=API_KEY))
-        assert len(slow.received) == 2 and stuck == []
-        slow.release()
-    error = busy.value
+    error = await _one_too_many(client, slow, limit=2, wait=0.2)
     assert error.code == "provider_busy" and error.provider_id == "slowapi"
     assert error.details["origin"] == f"http://127.0.0.1:{slow.port}"
     assert error.details["limit"] == 2 and error.details["sent"] is False
@@ -110,25 +121,14 @@ async def test_slots_exhausted_origin_raises_provider_busy_and_sends_nothing(
     assert error.retry_after >= 1
     assert "not sent" in error.message and "ALTER_MCP_PROVIDER_POOL_TIMEOUT" in str(error)
     assert API_KEY not in repr(error.to_dict()) + str(error) + repr(error)
-    assert [r.status for r in stuck] == [200, 200]
-    assert len(slow.received) == 2
 
 
 async def test_slots_wait_is_bounded_by_the_request_timeout(
     client: httpx2.AsyncClient, slow: StuckServer,
 ) -> None:
     """A per-request timeout shorter than the pool wait bounds the wait for a slot too."""
-    sender = Sender(client, timeout=60.0, allow_insecure_http=True,
-                    slots=OriginSlots(limit=1, wait=600.0))
-    provider, request = _slow_request(slow)
-    stuck: list[ProxyResult] = []
-    async with anyio.create_task_group() as group:
-        _start(group, sender, provider, request, stuck, 1)
-        await slow.wait_received(1)
-        with anyio.fail_after(30), pytest.raises(ProviderBusyError):
-            await sender.send(request, provider, credential(api_key=API_KEY), timeout=0.2)
-        slow.release()
-    assert len(slow.received) == 1
+    error = await _one_too_many(client, slow, limit=1, wait=600.0, timeout=0.2)
+    assert "for 0.2 seconds" in error.message
 
 
 async def test_slots_cancellation_gives_the_slot_back(
