@@ -40,7 +40,7 @@ async def slow_vault(tmp_path: Path, master_key: str,
     settings = load_settings(
         {"ALTER_MCP_DATA_DIR": str(tmp_path / "d"), "ALTER_MCP_MASTER_KEY": master_key,
          "ALTER_MCP_ALLOW_INSECURE_HTTP": "true", "ALTER_MCP_PROVIDER_MAX_CONNECTIONS": "1",
-         "ALTER_MCP_PROVIDER_POOL_TIMEOUT": "0.2"},
+         "ALTER_MCP_PROVIDER_POOL_TIMEOUT": "0.2", "ALTER_MCP_MAX_CONNECTIONS": "7"},
         catalog=catalog)
     async with AlterVault(settings, caller="slot-tests") as vault:
         yield vault
@@ -90,3 +90,14 @@ async def test_outbound_waits_for_a_slot_before_reading_the_credential(
     shown = str(busy.value) + repr(busy.value.to_dict()) + repr(events)
     assert TOKEN not in shown
     assert slow.saw(f"Bearer {TOKEN}".encode())
+
+
+async def test_outbound_vault_limits_come_from_the_settings(slow_vault: AlterVault) -> None:
+    """The vault's pool and per-origin slots take their sizes and wait from the settings."""
+    outbound = slow_vault._core.outbound
+    api_http = slow_vault._core.api_http
+    assert outbound is not None and api_http is not None
+    slots = outbound._sender.slots
+    assert (slots.limit, slots.wait) == (1, 0.2)
+    pool = api_http._transport._pool  # type: ignore[attr-defined]
+    assert pool._max_connections == 7
