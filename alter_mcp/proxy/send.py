@@ -6,8 +6,8 @@ follows a redirect on its own: a redirect to the same origin (scheme, host, port
 at most ``max_redirects`` times with the credential put in again, and any other redirect is
 handed back to the caller with its (scrubbed) ``Location``. Transport failures become one
 :class:`ProviderAPIError` whose ``details["reason"]`` says which (``timeout``,
-``connect_error``, ``network_error``, ``decoding_error``, ``invalid_request``); nothing is
-retried here.
+``connect_error``, ``network_error``, ``decoding_error``, ``invalid_request``,
+``pool_timeout``); nothing is retried here.
 
 Every request first takes a slot of its origin (see :mod:`alter_mcp.proxy.slots`), or runs
 in one its caller took with :meth:`Sender.slot`; a request that gets none in time is not sent.
@@ -261,6 +261,8 @@ class Sender:
         try:
             with anyio.fail_after(limit):
                 return await self._exchange(prepared, provider, credential, limit, cap)
+        except httpx2.PoolTimeout:
+            failure = "pool_timeout"
         except (TimeoutError, httpx2.TimeoutException):
             failure = "timeout"
         except httpx2.ConnectError:
@@ -291,7 +293,10 @@ class Sender:
                 request = httpx2.Request(
                     outbound.method, outbound.url, headers=list(outbound.headers),
                     content=outbound.content,
-                    extensions={"timeout": httpx2.Timeout(limit).as_dict()},
+                    # Every origin's slots together can still fill the whole pool: wait
+                    # for one of its connections no longer than for a slot, then say so.
+                    extensions={"timeout": httpx2.Timeout(
+                        limit, pool=min(limit, self._slots.wait)).as_dict()},
                 )
                 response = await self._dispatch(request)
                 try:
@@ -338,7 +343,12 @@ def _transport_error(
     failure: str | None, provider: Provider, prepared: PreparedRequest, limit: float,
 ) -> ProviderAPIError:
     reason = failure or "network_error"
-    if reason == "timeout":
+    if reason == "pool_timeout":
+        message = (f"Every outbound connection stayed in use, so the request to "
+                   f"{prepared.host} was not sent.")
+        hint = ("Retry shortly; if this persists, an operator can raise "
+                "ALTER_MCP_MAX_CONNECTIONS or lower ALTER_MCP_PROVIDER_MAX_CONNECTIONS.")
+    elif reason == "timeout":
         message = f"{provider.name} did not answer within {limit:g} seconds."
         hint = ("The request was not retried and may or may not have taken effect; "
                 "check before repeating a non-idempotent call, or pass a longer timeout.")

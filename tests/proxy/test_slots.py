@@ -10,11 +10,11 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from anyio.abc import TaskGroup
 
-from alter_mcp.errors import ProviderBusyError
+from alter_mcp.errors import ProviderAPIError, ProviderBusyError
 from alter_mcp.providers.schema import Provider
 from alter_mcp.proxy.guard import PreparedRequest, prepare
 from alter_mcp.proxy.result import ProxyResult
-from alter_mcp.proxy.send import Sender
+from alter_mcp.proxy.send import Sender, new_client
 from alter_mcp.proxy.slots import OriginSlots
 from tests.peers.recorder import RequestRecorder
 from tests.peers.stuck import StuckServer, stuck_server
@@ -129,6 +129,31 @@ async def test_slots_wait_is_bounded_by_the_request_timeout(
     """A per-request timeout shorter than the pool wait bounds the wait for a slot too."""
     error = await _one_too_many(client, slow, limit=1, wait=600.0, timeout=0.2)
     assert "for 0.2 seconds" in error.message
+
+
+async def test_slots_full_pool_refuses_another_origin_unsent(
+    slow: StuckServer, healthy: RequestRecorder,
+) -> None:
+    """When slow origins fill the whole pool, another origin's call fails unsent, not hangs.
+
+    The pool's wait for a connection is bounded like the wait for a slot, and its timeout is
+    told apart from a provider that did not answer.
+    """
+    async with new_client(trust_env=False, max_connections=2) as small:
+        sender = Sender(small, timeout=60.0, allow_insecure_http=True,
+                        slots=OriginSlots(limit=2, wait=0.3))
+        slow_provider, slow_request = _slow_request(slow)
+        provider, request = _healthy_request(healthy)
+        stuck: list[ProxyResult] = []
+        async with anyio.create_task_group() as group:
+            _start(group, sender, slow_provider, slow_request, stuck, 2)
+            await slow.wait_received(2)
+            with anyio.fail_after(30), pytest.raises(ProviderAPIError) as full:
+                await sender.send(request, provider, credential(api_key=API_KEY))
+            slow.release()
+    assert full.value.details["reason"] == "pool_timeout"
+    assert "not sent" in full.value.message and "ALTER_MCP_MAX_CONNECTIONS" in str(full.value)
+    assert healthy.requests == [] and [r.status for r in stuck] == [200, 200]
 
 
 async def test_slots_cancellation_gives_the_slot_back(
