@@ -34,6 +34,7 @@ import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -221,13 +222,21 @@ async def step_costs(vault: AlterVault, gid: str, url: str) -> list[tuple[str, f
     async def record() -> object:
         return await core.audit.record(entry, list(fields.values()))
 
+    # Absent before issue 12 (this bench also runs against older builds for comparison).
+    slot_of: Any = getattr(outbound._sender, "slot", None)
+
+    async def take_slot() -> object:
+        async with slot_of(prepared, spec):
+            return None
+
     steps = (("resolve the grant (read + checks)", resolve),
              ("destination guard (prepare)", guard),
              ("read + decrypt the credential (cached)", credential),
              ("inject the credential", put_in),
              ("build the safe result (decode + scrub)", result),
              ("seal the audit event (redact + validate)", seal),
-             ("audit record (seal + SQLite commit)", record))
+             ("audit record (seal + SQLite commit)", record),
+             *((("take and give back a connection slot", take_slot),) if slot_of else ()))
     out = []
     for name, step in steps:
         await latency(step, 200)
