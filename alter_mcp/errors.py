@@ -373,8 +373,9 @@ class ProviderBusyError(AlterError):
         super().__init__(
             f"Provider {provider_id!r} is busy: all {limit} connections to {origin} stayed in "
             f"use for {waited:g} seconds, so this request was not sent.",
-            hint=f"Retry after {retry_after:g} seconds. If this persists, an operator can "
-                 f"raise {limit_setting} (now {limit}) or {wait_setting}.",
+            hint=f"Retry after {retry_after:g} second{'' if retry_after == 1 else 's'}. If "
+                 f"this persists, an operator can raise {limit_setting} (now {limit}) or "
+                 f"{wait_setting}.",
             provider_id=provider_id, origin=origin, limit=limit, setting=limit_setting,
             retry_after=retry_after, sent=False,
         )
