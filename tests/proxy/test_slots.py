@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -57,6 +58,24 @@ def _start(group: TaskGroup, sender: Sender, provider: Provider, prepared: Prepa
         group.start_soon(one)
 
 
+@contextlib.asynccontextmanager
+async def _jammed(sender: Sender, slow: StuckServer, count: int,
+                  arrived: int) -> AsyncIterator[list[ProxyResult]]:
+    """Keep ``count`` calls on the slow server for the block, once ``arrived`` reached it.
+
+    Yields the list their results fill once the block has released the server.
+    """
+    provider, request = _slow_request(slow)
+    stuck: list[ProxyResult] = []
+    async with anyio.create_task_group() as group:
+        _start(group, sender, provider, request, stuck, count)
+        try:
+            await slow.wait_received(arrived)
+            yield stuck
+        finally:
+            slow.release()
+
+
 async def test_slots_slow_provider_does_not_starve_a_healthy_one(
     client: httpx2.AsyncClient, slow: StuckServer, healthy: RequestRecorder,
 ) -> None:
@@ -67,12 +86,9 @@ async def test_slots_slow_provider_does_not_starve_a_healthy_one(
     """
     sender = Sender(client, timeout=60.0, allow_insecure_http=True,
                     slots=OriginSlots(limit=20, wait=60.0))
-    slow_provider, slow_request = _slow_request(slow)
+    _, slow_request = _slow_request(slow)
     provider, request = _healthy_request(healthy)
-    stuck: list[ProxyResult] = []
-    async with anyio.create_task_group() as group:
-        _start(group, sender, slow_provider, slow_request, stuck, 110)
-        await slow.wait_received(20)
+    async with _jammed(sender, slow, 110, arrived=20) as stuck:
         assert sender.slots.usage(slow_request.origin) == (20, 90)
         # A hang guard only: on a starved pool the call would wait for the slow provider.
         with anyio.fail_after(30):
@@ -81,7 +97,6 @@ async def test_slots_slow_provider_does_not_starve_a_healthy_one(
         assert not slow.released and stuck == []
         assert len(slow.received) == 20
         assert healthy.requests[0].header("authorization") == f"Bearer {API_KEY}"
-        slow.release()
     assert [r.status for r in stuck] == [200] * 110
     assert len(slow.received) == 110
     assert sender.slots.origins() == 0
@@ -95,15 +110,11 @@ async def _one_too_many(
     sender = Sender(client, timeout=60.0, allow_insecure_http=True,
                     slots=OriginSlots(limit=limit, wait=wait))
     provider, request = _slow_request(slow)
-    stuck: list[ProxyResult] = []
-    async with anyio.create_task_group() as group:
-        _start(group, sender, provider, request, stuck, limit)
-        await slow.wait_received(limit)
+    async with _jammed(sender, slow, limit, arrived=limit) as stuck:
         # A hang guard only: the bounded wait is what must end the call.
         with anyio.fail_after(30), pytest.raises(ProviderBusyError) as busy:
             await sender.send(request, provider, credential(api_key=API_KEY), timeout=timeout)
         assert len(slow.received) == limit and stuck == []
-        slow.release()
     assert [r.status for r in stuck] == [200] * limit
     assert len(slow.received) == limit
     return busy.value
@@ -142,15 +153,10 @@ async def test_slots_full_pool_refuses_another_origin_unsent(
     async with new_client(trust_env=False, max_connections=2) as small:
         sender = Sender(small, timeout=60.0, allow_insecure_http=True,
                         slots=OriginSlots(limit=2, wait=0.3))
-        slow_provider, slow_request = _slow_request(slow)
         provider, request = _healthy_request(healthy)
-        stuck: list[ProxyResult] = []
-        async with anyio.create_task_group() as group:
-            _start(group, sender, slow_provider, slow_request, stuck, 2)
-            await slow.wait_received(2)
+        async with _jammed(sender, slow, 2, arrived=2) as stuck:
             with anyio.fail_after(30), pytest.raises(ProviderAPIError) as full:
                 await sender.send(request, provider, credential(api_key=API_KEY))
-            slow.release()
     assert full.value.details["reason"] == "pool_timeout"
     assert "not sent" in full.value.message and "ALTER_MCP_MAX_CONNECTIONS" in str(full.value)
     assert healthy.requests == [] and [r.status for r in stuck] == [200, 200]
