@@ -163,7 +163,7 @@ async def test_slots_full_pool_refuses_another_origin_unsent(
 
 
 async def test_slots_cancellation_gives_the_slot_back(
-    client: httpx2.AsyncClient, slow: StuckServer, healthy: RequestRecorder,
+    client: httpx2.AsyncClient, slow: StuckServer,
 ) -> None:
     """A cancelled call, whether sending or waiting for a slot, leaves no slot taken."""
     sender = Sender(client, timeout=60.0, allow_insecure_http=True,
