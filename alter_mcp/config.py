@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -113,6 +114,11 @@ class Settings(BaseSettings):
     refresh_wait: float = Field(default=10.0, gt=0, le=300)
     request_timeout: float = Field(default=30.0, gt=0, le=600)
     response_max_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    # Outbound connections: the pool's global cap, and each origin's share of it, so that a
+    # slow provider holds at most its share and the others keep connecting (issue 12).
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+    provider_max_connections: int = Field(default=20, ge=1, le=10_000)
+    provider_pool_timeout: float = Field(default=5.0, gt=0, le=600)
     log_level: str = "INFO"
     policy_file: Path | None = None
     # Days of audit events kept; older ones are pruned behind a signed checkpoint. None: all.
@@ -184,6 +190,15 @@ class Settings(BaseSettings):
         if not value.startswith("/") or value == "/" or any(c in value for c in "?# "):
             raise ValueError("must be a path such as /mcp")
         return value.rstrip("/")
+
+    @field_validator("provider_max_connections")
+    @classmethod
+    def _provider_share(cls, value: int, info: ValidationInfo) -> int:
+        total = info.data.get("max_connections")
+        if total is not None and value > total:
+            raise ValueError(
+                f"must not exceed ALTER_MCP_MAX_CONNECTIONS ({total}): lower it, or raise that")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -27,6 +27,7 @@ structured, non-secret fields. No error ever carries a credential value.
     ├── BlockedDestinationError      the URL or a header would send the credential elsewhere
     ├── ProviderAPIError             the provider answered with an error
     │   └── RateLimitedError         the provider said 429 (carries Retry-After)
+    ├── ProviderBusyError            every connection to the provider's host stayed busy: not sent
     ├── ConnectFlowError             a connect session or OAuth callback was refused
     ├── AuthenticationError          the caller's identity could not be established
     └── IdentityProviderUnavailableError  the IdP's keys could not be fetched: retry later
@@ -58,6 +59,7 @@ __all__ = [
     "KeyUnavailableError",
     "PolicyViolationError",
     "ProviderAPIError",
+    "ProviderBusyError",
     "ProviderNotConfiguredError",
     "ProviderNotFoundError",
     "RateLimitedError",
@@ -404,6 +406,30 @@ class RateLimitedError(ProviderAPIError):
             hint=f"Retry {wait}; the request was not retried automatically.",
             retry_after=retry_after,
         )
+        self.retry_after = retry_after
+
+
+class ProviderBusyError(AlterError):
+    """Every connection slot to a provider's host stayed in use for the bounded wait."""
+
+    code = "provider_busy"
+
+    def __init__(self, *, provider_id: str, origin: str, limit: int, waited: float,
+                 limit_setting: str, wait_setting: str) -> None:
+        # The slow requests ahead of this one may take a while: suggest at least a second.
+        retry_after = max(1.0, waited)
+        super().__init__(
+            f"Provider {provider_id!r} is busy: all {limit} connections to {origin} stayed in "
+            f"use for {waited:g} seconds, so this request was not sent.",
+            hint=f"Retry after {retry_after:g} second{'' if retry_after == 1 else 's'}. If "
+                 f"this persists, an operator can raise {limit_setting} (now {limit}) or "
+                 f"{wait_setting}.",
+            provider_id=provider_id, origin=origin, limit=limit, setting=limit_setting,
+            retry_after=retry_after, sent=False,
+        )
+        self.provider_id = provider_id
+        self.origin = origin
+        self.limit = limit
         self.retry_after = retry_after
 
 

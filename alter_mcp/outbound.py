@@ -2,9 +2,9 @@
 
 The order never changes: identify the caller, resolve the grant it may use, check the
 destination (before any credential is read), evaluate policy (and ask a human if a rule says
-so), read the credential (refreshing if due), send, interpret the provider's answer, and write
-the audit event before the caller sees anything. If the audit write fails, the answer is
-withheld.
+so), wait for a connection slot of the destination, read the credential (refreshing if due),
+send, interpret the provider's answer, and write the audit event before the caller sees
+anything. If the audit write fails, the answer is withheld.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from alter_mcp.models import Grant, GrantKind, GrantStatus, HttpMethod, Identity
 from alter_mcp.policy import PolicyRequest, Rule, Targeted, evaluate, select, usage_keys
 from alter_mcp.providers import Catalog, Provider
 from alter_mcp.proxy import AnswerKind, PreparedRequest, ProxyResult, Sender, classify, prepare
+from alter_mcp.proxy.slots import Slot
 from alter_mcp.redaction import Secret
 from alter_mcp.store.base import AuditFilter, Store
 
@@ -323,10 +324,12 @@ class Outbound:
                                    connection=grant.connection)
                 facts.update(method=prepared.method.value, url=prepared.url)
                 approved = await self._decide(ident, grant, prepared, json, approver, reason, body)
-                fields = await credential(grant)
-                secrets.extend(fields.values())
-                outcome = await self._send(grant, spec, prepared, fields, credential, repair_link,
-                                           timeout, secrets)
+                # The slot first: a request queued behind a busy provider holds no plaintext.
+                async with self._sender.slot(prepared, spec, timeout=timeout) as slot:
+                    fields = await credential(grant)
+                    secrets.extend(fields.values())
+                    outcome = await self._send(grant, spec, prepared, fields, credential,
+                                               repair_link, timeout, secrets, slot)
             except AlterError as exc:
                 entry = AuditEntry.failed(
                     "request", exc, identity=ident,
@@ -346,8 +349,8 @@ class Outbound:
     async def _send(self, grant: Grant, spec: Provider, prepared: PreparedRequest,
                     fields: dict[str, Secret], credential: CredentialGetter,
                     repair_link: RepairLink, timeout: float | None,  # noqa: ASYNC109
-                    secrets: list[Secret]) -> RequestResult:
-        result = await self._sender.send(prepared, spec, fields, timeout=timeout)
+                    secrets: list[Secret], slot: Slot) -> RequestResult:
+        result = await self._sender.send(prepared, spec, fields, timeout=timeout, slot=slot)
         answer = classify(result)
         notes: list[str] = []
         retried = False
@@ -355,7 +358,8 @@ class Outbound:
             if prepared.method.idempotent:
                 fresh = await credential(grant, force_refresh=True)
                 secrets.extend(fresh.values())
-                result = await self._sender.send(prepared, spec, fresh, timeout=timeout)
+                result = await self._sender.send(prepared, spec, fresh, timeout=timeout,
+                                                 slot=slot)
                 answer = classify(result)
                 retried = True
             else:

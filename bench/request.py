@@ -1,6 +1,6 @@
 """Request benchmark: ``vault.request`` against a raw httpx2 call to the same loopback server.
 
-    python bench/request.py [--requests 1000] [--concurrency 32]
+    python bench/request.py [--requests 1000] [--concurrency 32] [--stuck 110] [--rounds 5]
 
 Starts a small ASGI echo server (uvicorn, its own process) on 127.0.0.1, then measures in one
 run: sequential latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
@@ -12,6 +12,12 @@ vault builds its own (a cheaper idle-connection check: see alter_mcp.proxy.trans
 
 Then, to show where the vault's time goes, each step of ``vault.request`` is timed alone in a
 loop (warm caches, so a lower bound of its cost inside a real request).
+
+Last, pool isolation (issue 12): a second server holds every ``/slow`` request until told to
+let go. Each round measures the p50 of sequential ``vault.request`` calls to the healthy echo
+provider unloaded, then again with ``--stuck`` (110) calls in flight to the slow provider on
+the same vault, and prints the loaded/unloaded ratio (median and spread over ``--rounds``). On
+a build without per-provider limits the healthy calls starve: they time out (``starved``).
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
+import alter_mcp
 from alter_mcp.audit import AuditEntry
 from alter_mcp.config import load_settings
+from alter_mcp.errors import ProviderAPIError
 from alter_mcp.models import Outcome, SystemPrincipal
 from alter_mcp.proxy import prepare
 from alter_mcp.proxy.inject import inject
@@ -41,12 +50,35 @@ from alter_mcp.proxy.send import new_client
 from alter_mcp.vault import AlterVault
 
 SERVER = textwrap.dedent("""
-    import json, sys, uvicorn
+    import asyncio, json, sys, uvicorn
+    # After /hold, /slow waits until /release; /held?at_least=N answers once N wait.
+    # Everything else echoes at once.
+    state = {"release": None, "arrived": None, "held": 0}
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
+        if state["release"] is None:
+            state["release"], state["arrived"] = asyncio.Event(), asyncio.Condition()
+        path, data, arrived = scope["path"], {}, state["arrived"]
+        if path == "/slow":
+            async with arrived:
+                state["held"] += 1
+                arrived.notify_all()
+            try:
+                await state["release"].wait()
+            finally:
+                state["held"] -= 1
+        elif path == "/release":
+            state["release"].set()
+        elif path == "/hold":
+            state["release"] = asyncio.Event()
+        elif path == "/held":
+            at_least = int(scope["query_string"].decode().partition("=")[2] or 0)
+            async with arrived:
+                await arrived.wait_for(lambda: state["held"] >= at_least)
+            data = {"held": state["held"]}
         auth = dict(scope["headers"]).get(b"authorization", b"")
-        body = json.dumps({"ok": True, "auth": bool(auth)}).encode()
+        body = json.dumps({"ok": True, "auth": bool(auth), **data}).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
@@ -119,23 +151,35 @@ def policy_file(path: Path, rules: int) -> Path:
     return path
 
 
-async def make_vault(tmp: Path, port: int, policy: Path | None) -> tuple[AlterVault, str]:
-    """Open a vault with an echo provider and one bearer grant; return it and the grant id."""
+def _api(port: int) -> dict[str, object]:
+    return {"name": f"API on {port}", "auth_kind": "api_key", "api_hosts": ["localhost"],
+            "api_ports": [port], "injection": [{"kind": "bearer", "format": "{api_key}"}],
+            "secret_fields": [{"name": "api_key", "label": "Key"}]}
+
+
+async def make_vault(tmp: Path, port: int, policy: Path | None, *, slow_port: int | None = None,
+                     env: dict[str, str] | None = None) -> tuple[AlterVault, str]:
+    """Open a vault with an echo provider and one bearer grant; return it and the grant id.
+
+    With ``slow_port``, the catalogue also has a ``slow`` provider there, granted alike.
+    """
     env = {"ALTER_MCP_DATA_DIR": str(tmp), "ALTER_MCP_ALLOW_INSECURE_HTTP": "true",
-           "ALTER_MCP_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
+           "ALTER_MCP_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(), **(env or {})}
     if policy is not None:
         env["ALTER_MCP_POLICY_FILE"] = str(policy)
-    catalog = {"echo": {"name": "Echo", "auth_kind": "api_key", "api_hosts": ["localhost"],
-                        "api_ports": [port], "injection": [{"kind": "bearer",
-                                                            "format": "{api_key}"}],
-                        "secret_fields": [{"name": "api_key", "label": "Key"}]}}
+    catalog = {"echo": _api(port)}
+    if slow_port is not None:
+        catalog["slow"] = _api(slow_port)
     vault = AlterVault(load_settings(env, catalog=catalog), caller="bench")
     await vault.open()
-    secret = await vault.create_managed_secret("echo", {"api_key": "bench-token-123"},
-                                               label="bench")
-    grant = await vault.create_managed_secret_grant(secret.secret_id,
-                                                    principal=SystemPrincipal())
-    return vault, grant.grant_id
+    gid = ""
+    for provider in catalog:
+        secret = await vault.create_managed_secret(provider, {"api_key": "bench-token-123"},
+                                                   label="bench")
+        grant = await vault.create_managed_secret_grant(secret.secret_id,
+                                                        principal=SystemPrincipal())
+        gid = gid or grant.grant_id
+    return vault, gid
 
 
 async def step_costs(vault: AlterVault, gid: str, url: str) -> list[tuple[str, float]]:
@@ -178,18 +222,84 @@ async def step_costs(vault: AlterVault, gid: str, url: str) -> list[tuple[str, f
     async def record() -> object:
         return await core.audit.record(entry, list(fields.values()))
 
+    # Absent before issue 12 (this bench also runs against older builds for comparison).
+    slot_of: Any = getattr(outbound._sender, "slot", None)
+
+    async def take_slot() -> object:
+        async with slot_of(prepared, spec):
+            return None
+
     steps = (("resolve the grant (read + checks)", resolve),
              ("destination guard (prepare)", guard),
              ("read + decrypt the credential (cached)", credential),
              ("inject the credential", put_in),
              ("build the safe result (decode + scrub)", result),
              ("seal the audit event (redact + validate)", seal),
-             ("audit record (seal + SQLite commit)", record))
+             ("audit record (seal + SQLite commit)", record),
+             *((("take and give back a connection slot", take_slot),) if slot_of else ()))
     out = []
     for name, step in steps:
         await latency(step, 200)
         out.append((name, statistics.median(await latency(step, 2000)) * 1e6))
     return out
+
+
+async def isolation(vault: AlterVault, gid: str, url: str, slow_base: str, *, stuck: int,
+                    samples: int, rounds: int) -> list[tuple[float, float | None]]:
+    """Return per round the healthy p50 in ms, unloaded and with ``stuck`` slow calls held.
+
+    ``None`` for the loaded p50 means the healthy calls starved (timed out in the pool).
+    """
+    # Without per-provider limits (before issue 12) the pool's global 100 is the slow share.
+    share = getattr(vault.settings, "provider_max_connections", 100)
+    expected = min(stuck, share)
+
+    async def healthy() -> object:
+        return (await vault.request("GET", url, grant_id=gid, timeout=2.0)).json()
+
+    out: list[tuple[float, float | None]] = []
+    async with httpx2.AsyncClient() as control:
+        for _ in range(rounds):
+            await latency(healthy, 20)
+            unloaded = statistics.median(await latency(healthy, samples)) * 1e3
+            await control.get(f"{slow_base}/hold")
+            held = [asyncio.ensure_future(vault.request("GET", f"{slow_base}/slow",
+                                                        provider="slow", timeout=300.0))
+                    for _ in range(stuck)]
+            # The slow server answers once it holds the slow provider's whole share.
+            await control.get(f"{slow_base}/held", params={"at_least": expected},
+                              timeout=60.0)
+            loaded: float | None
+            try:
+                loaded = statistics.median(await latency(healthy, samples)) * 1e3
+            except ProviderAPIError:
+                loaded = None
+            await control.get(f"{slow_base}/release")
+            failed = [r for r in await asyncio.gather(*held, return_exceptions=True)
+                      if isinstance(r, BaseException)]
+            if failed:
+                raise RuntimeError(f"{len(failed)} slow calls failed, first: {failed[0]!r}")
+            out.append((unloaded, loaded))
+    return out
+
+
+def print_isolation(rounds: list[tuple[float, float | None]], stuck: int, samples: int) -> None:
+    """Print the isolation rounds and the ratio's median and spread."""
+    print(f"\npool isolation: healthy provider's p50 with {stuck} calls stuck on a slow one, "
+          f"vs unloaded ({len(rounds)} rounds x {samples} sequential calls)")
+    print(f"  {'round':>5} {'unloaded ms':>12} {'loaded ms':>10} {'ratio':>7}")
+    ratios = []
+    for i, (unloaded, loaded) in enumerate(rounds, 1):
+        if loaded is None:
+            print(f"  {i:5} {unloaded:12.3f} {'starved':>10} {'-':>7}")
+            continue
+        ratios.append(loaded / unloaded)
+        print(f"  {i:5} {unloaded:12.3f} {loaded:10.3f} {ratios[-1]:7.2f}")
+    if ratios:
+        print(f"  ratio loaded/unloaded: median {statistics.median(ratios):.2f}x, "
+              f"spread {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} rounds")
+    else:
+        print("  every round starved: the healthy calls timed out behind the slow ones")
 
 
 async def main() -> None:
@@ -198,9 +308,14 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--stuck", type=int, default=110)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
-    port = free_port()
+    print(f"alter_mcp under test: {Path(alter_mcp.__file__).parent}")
+    port, slow_port = free_port(), free_port()
     server = start_server(port)
+    slow_server = start_server(slow_port)
     try:
         url = f"http://localhost:{port}/echo"
         with tempfile.TemporaryDirectory() as tmp:
@@ -235,6 +350,16 @@ async def main() -> None:
                 steps = await step_costs(vault, gid, url)
             await vault.close()
             await pvault.close()
+            # Queued slow calls must outlast the measurement: a long wait for a slot.
+            ivault, igid = await make_vault(
+                Path(tmp) / "isolation", port, None, slow_port=slow_port,
+                env={"ALTER_MCP_PROVIDER_POOL_TIMEOUT": "600"})
+            try:
+                isolated = await isolation(ivault, igid, url, f"http://localhost:{slow_port}",
+                                           stuck=args.stuck, samples=args.samples,
+                                           rounds=args.rounds)
+            finally:
+                await ivault.close()
         base50, _, _, base_rate = rows[0][1], rows[0][2], None, rows[0][3]
         print(f"\n{'mode':34} {'p50 ms':>8} {'p95 ms':>8} {'p50 x':>7} "
               f"{'req/s @' + str(args.concurrency):>10} {'thru x':>7}")
@@ -248,9 +373,15 @@ async def main() -> None:
               "each step alone (warm, µs):")
         for name, micros in steps:
             print(f"  {name:44} {micros:7.1f}")
+        print_isolation(isolated, args.stuck, args.samples)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for process in (server, slow_server):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # uvicorn waits for requests still held
+                process.kill()
+                process.wait()
 
 
 if __name__ == "__main__":

@@ -66,6 +66,44 @@ def test_config_invalid_setting_named(tmp_path: Path, env: dict[str, str], toml:
     assert exc.value.hint
 
 
+@pytest.mark.parametrize(
+    ("env", "setting", "words"),
+    [
+        ({"ALTER_MCP_PROVIDER_MAX_CONNECTIONS": "0"}, "ALTER_MCP_PROVIDER_MAX_CONNECTIONS",
+         "greater than or equal to 1"),
+        ({"ALTER_MCP_PROVIDER_MAX_CONNECTIONS": "150"}, "ALTER_MCP_PROVIDER_MAX_CONNECTIONS",
+         "must not exceed ALTER_MCP_MAX_CONNECTIONS (100)"),
+        ({"ALTER_MCP_MAX_CONNECTIONS": "10", "ALTER_MCP_PROVIDER_MAX_CONNECTIONS": "11"},
+         "ALTER_MCP_PROVIDER_MAX_CONNECTIONS", "must not exceed ALTER_MCP_MAX_CONNECTIONS (10)"),
+        ({"ALTER_MCP_PROVIDER_POOL_TIMEOUT": "0"}, "ALTER_MCP_PROVIDER_POOL_TIMEOUT",
+         "greater than 0"),
+        ({"ALTER_MCP_PROVIDER_POOL_TIMEOUT": "soon"}, "ALTER_MCP_PROVIDER_POOL_TIMEOUT",
+         "valid number"),
+        ({"ALTER_MCP_MAX_CONNECTIONS": "0"}, "ALTER_MCP_MAX_CONNECTIONS",
+         "greater than or equal to 1"),
+    ],
+)
+def test_config_connection_limits_invalid_named(env: dict[str, str], setting: str,
+                                                words: str) -> None:
+    """A bad connection limit or pool wait is refused naming its setting and what is wrong."""
+    with pytest.raises(ConfigurationError) as exc:
+        load_settings(env)
+    assert exc.value.setting == setting
+    assert words in exc.value.message
+
+
+def test_config_connection_limits_defaults_and_overrides() -> None:
+    """Each origin gets 20 of the pool's 100 connections and waits 5 s, unless configured."""
+    s = load_settings({})
+    assert (s.max_connections, s.provider_max_connections, s.provider_pool_timeout) == (
+        100, 20, 5.0)
+    s = load_settings({"ALTER_MCP_MAX_CONNECTIONS": "400",
+                       "ALTER_MCP_PROVIDER_MAX_CONNECTIONS": "50",
+                       "ALTER_MCP_PROVIDER_POOL_TIMEOUT": "1.5"})
+    assert (s.max_connections, s.provider_max_connections, s.provider_pool_timeout) == (
+        400, 50, 1.5)
+
+
 def test_config_missing_file_named(tmp_path: Path) -> None:
     """A config path that does not exist is reported with the variable that named it."""
     with pytest.raises(ConfigurationError) as exc:

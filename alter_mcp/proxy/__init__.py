@@ -3,7 +3,8 @@
 The orchestrator (``AlterVault.request``) calls, in order::
 
     prepared = prepare(provider, method, url, ...)      # before any credential is read
-    result = await sender.send(prepared, provider, credential)
+    async with sender.slot(prepared, provider) as slot:  # before the credential is read
+        result = await sender.send(prepared, provider, credential, slot=slot)
     answer = classify(result)                           # ok / unauthorized / rate_limited / ...
 
 Public names are imported lazily, so ``import alter_mcp.proxy`` builds nothing.
@@ -28,15 +29,18 @@ if TYPE_CHECKING:
     from alter_mcp.proxy.result import ProxyResult, UnfollowedRedirect
     from alter_mcp.proxy.send import Sender, new_client
     from alter_mcp.proxy.sigv4 import sign_v4
+    from alter_mcp.proxy.slots import OriginSlots, Slot
 
 __all__ = [
     "AnswerKind",
     "AuthChallenge",
+    "OriginSlots",
     "OutboundRequest",
     "PreparedRequest",
     "ProviderAnswer",
     "ProxyResult",
     "Sender",
+    "Slot",
     "UnfollowedRedirect",
     "classify",
     "inject",
@@ -50,11 +54,13 @@ __all__ = [
 _HOMES = {
     "AnswerKind": "answer",
     "AuthChallenge": "answer",
+    "OriginSlots": "slots",
     "OutboundRequest": "inject",
     "PreparedRequest": "guard",
     "ProviderAnswer": "answer",
     "ProxyResult": "result",
     "Sender": "send",
+    "Slot": "slots",
     "UnfollowedRedirect": "result",
     "classify": "answer",
     "inject": "inject",

@@ -1,13 +1,17 @@
-"""Sending: one shared HTTP client, same-origin redirects only, a deadline and a size cap.
+"""Sending: one shared HTTP client, slots per origin, same-origin redirects only, a deadline
+and a size cap.
 
 The :class:`Sender` injects the credential into every hop itself, so the HTTP client never
 follows a redirect on its own: a redirect to the same origin (scheme, host, port) is followed
 at most ``max_redirects`` times with the credential put in again, and any other redirect is
 handed back to the caller with its (scrubbed) ``Location``. Transport failures become one
 :class:`ProviderAPIError` whose ``details["reason"]`` says which (``timeout``,
-``connect_error``, ``network_error``, ``decoding_error``, ``invalid_request``, and
-``unreadable_answer`` when the answer arrived but could not be made safe); nothing is
-retried here.
+``connect_error``, ``network_error``, ``decoding_error``, ``invalid_request``,
+``pool_timeout``, and ``unreadable_answer`` when the answer arrived but could not be made
+safe); nothing is retried here.
+
+Every request first takes a slot of its origin (see :mod:`alter_mcp.proxy.slots`), or runs
+in one its caller took with :meth:`Sender.slot`; a request that gets none in time is not sent.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from alter_mcp.proxy.guard import PreparedRequest, reserved_names
 from alter_mcp.proxy.inject import USER_AGENT, inject
 from alter_mcp.proxy.result import ProxyResult, RedirectReason, build_result, content_type_of
 from alter_mcp.proxy.scrub import answer_forms
+from alter_mcp.proxy.slots import OriginSlots, Slot
 from alter_mcp.proxy.transport import use_fast_probe
 from alter_mcp.redaction import REDACTED, Secret, redact_text
 
@@ -177,6 +182,7 @@ class Sender:
         allow_insecure_http: bool = False,
         clock: Callable[[], datetime] | None = None,
         user_agent: str = USER_AGENT,
+        slots: OriginSlots | None = None,
     ) -> None:
         if client.follow_redirects:
             raise ValueError("the shared client must have follow_redirects=False")
@@ -189,6 +195,7 @@ class Sender:
         self._allow_insecure_http = allow_insecure_http
         self._clock = clock or (lambda: datetime.now(UTC))
         self._user_agent = user_agent
+        self._slots = slots or OriginSlots()
         self._transport_for = _client_dispatch(client)
         _install_log_filter()
 
@@ -204,6 +211,21 @@ class Sender:
         response.request = request
         return response
 
+    @property
+    def slots(self) -> OriginSlots:
+        """Return the per-origin slots this sender's requests take."""
+        return self._slots
+
+    def slot(self, prepared: PreparedRequest, provider: Provider, *,
+             timeout: float | None = None) -> Slot:
+        """Return a slot of the request's origin to hold (``async with``) across its sends.
+
+        Take it before reading the credential, so that a request queued behind a busy
+        provider holds no plaintext; the wait is bounded by ``timeout`` too.
+        """
+        limit = timeout if timeout is not None and timeout > 0 else self._timeout
+        return self._slots.slot(prepared.origin, provider_id=provider.id, wait=limit)
+
     async def send(
         self,
         prepared: PreparedRequest,
@@ -214,8 +236,13 @@ class Sender:
         # connect/read/write timeouts, and is the per-request override of the tool.
         timeout: float | None = None,  # noqa: ASYNC109
         max_bytes: int | None = None,
+        slot: Slot | None = None,
     ) -> ProxyResult:
-        """Send ``prepared`` with ``credential`` injected and return the provider's safe answer."""
+        """Send ``prepared`` with ``credential`` injected and return the provider's safe answer.
+
+        Without ``slot``, wait for one of the origin's slots first (ProviderBusyError if
+        none frees in time: nothing is sent); with it, it must be held for the same origin.
+        """
         if prepared.scheme == "http" and not self._allow_insecure_http:
             raise BlockedDestinationError("Plain http:// is not allowed here.", field="url",
                                           hint="Use https://.")
@@ -226,10 +253,23 @@ class Sender:
                                     field="timeout")
         if cap < 1:
             raise InvalidInputError("max_bytes must be at least 1.", field="max_bytes")
+        if slot is None:
+            async with self.slot(prepared, provider, timeout=limit):
+                return await self._send_within(prepared, provider, credential, limit, cap)
+        if slot.origin != prepared.origin or not slot.belongs_to(self._slots):
+            raise ValueError("the slot must be held, from this sender, for the request's origin")
+        return await self._send_within(prepared, provider, credential, limit, cap)
+
+    async def _send_within(
+        self, prepared: PreparedRequest, provider: Provider, credential: Mapping[str, Secret],
+        limit: float, cap: int,
+    ) -> ProxyResult:
         failure: str | None = None
         try:
             with anyio.fail_after(limit):
                 return await self._exchange(prepared, provider, credential, limit, cap)
+        except httpx2.PoolTimeout:
+            failure = "pool_timeout"
         except (TimeoutError, httpx2.TimeoutException):
             failure = "timeout"
         except httpx2.ConnectError:
@@ -260,7 +300,10 @@ class Sender:
                 request = httpx2.Request(
                     outbound.method, outbound.url, headers=list(outbound.headers),
                     content=outbound.content,
-                    extensions={"timeout": httpx2.Timeout(limit).as_dict()},
+                    # Every origin's slots together can still fill the whole pool: wait
+                    # for one of its connections no longer than for a slot, then say so.
+                    extensions={"timeout": httpx2.Timeout(
+                        limit, pool=min(limit, self._slots.wait)).as_dict()},
                 )
                 response = await self._dispatch(request)
                 try:
@@ -328,7 +371,12 @@ def _transport_error(
     failure: str | None, provider: Provider, prepared: PreparedRequest, limit: float,
 ) -> ProviderAPIError:
     reason = failure or "network_error"
-    if reason == "timeout":
+    if reason == "pool_timeout":
+        message = (f"Every outbound connection stayed in use, so the request to "
+                   f"{prepared.host} was not sent.")
+        hint = ("Retry shortly; if this persists, an operator can raise "
+                "ALTER_MCP_MAX_CONNECTIONS or lower ALTER_MCP_PROVIDER_MAX_CONNECTIONS.")
+    elif reason == "timeout":
         message = f"{provider.name} did not answer within {format_seconds(limit)} seconds."
         hint = ("The request was not retried and may or may not have taken effect; "
                 "check before repeating a non-idempotent call, or pass a longer timeout.")

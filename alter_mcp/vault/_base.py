@@ -48,7 +48,7 @@ from alter_mcp.oauth.service import OAuthService
 from alter_mcp.outbound import Outbound
 from alter_mcp.policy import PolicyFile, Rule
 from alter_mcp.providers import Catalog, load_catalog
-from alter_mcp.proxy import Sender, new_client
+from alter_mcp.proxy import OriginSlots, Sender, new_client
 from alter_mcp.redaction import Secret
 from alter_mcp.store import Store, open_store
 from alter_mcp.store.base import PruneResult
@@ -283,10 +283,13 @@ class VaultBase:
                 settings=core.settings, store=core.store, envelope=core.envelope,
                 audit=core.audit, clock=core.clock, http=core.http, lookup=core.catalog.get)
             # Provider APIs get their own pool: no redirects, no cookie jar shared by grants.
-            core.api_http = new_client(timeout=core.settings.request_timeout)
+            core.api_http = new_client(timeout=core.settings.request_timeout,
+                                       max_connections=core.settings.max_connections)
             sender = Sender(core.api_http, timeout=core.settings.request_timeout,
                             max_bytes=core.settings.response_max_bytes,
-                            allow_insecure_http=core.settings.allow_insecure_http)
+                            allow_insecure_http=core.settings.allow_insecure_http,
+                            slots=OriginSlots(limit=core.settings.provider_max_connections,
+                                              wait=core.settings.provider_pool_timeout))
             core.outbound = Outbound(
                 store=core.store, catalog=core.catalog, audit=core.audit, sender=sender,
                 clock=core.clock, allow_insecure_http=core.settings.allow_insecure_http,

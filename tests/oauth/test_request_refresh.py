@@ -46,12 +46,16 @@ async def test_request_401_refreshes_and_retries_once(
     make_vault: VaultFactory, browser_agent: BrowserlessAgent, clock: Clock,
     oidc_factory: Callable[[Mapping[str, Any]], OidcProviderPeer],
 ) -> None:
-    """A GET answered 401 gets one refresh at the real token endpoint and one retry that works."""
+    """A GET answered 401 gets one refresh at the real token endpoint and one retry that works.
+
+    With one connection slot per origin, the retry must run in the slot the first send took.
+    """
     from tests.oauth.conftest import stored_tokens
 
     config = default_oidc_config(ttl={**DEFAULT_TTL, "AccessToken": 2})
     peer = oidc_factory({**config, "clockTolerance": 0})
-    vault = await make_vault(peer=peer, entry=api_entry(peer), allow_insecure_http=True)
+    vault = await make_vault(peer=peer, entry=api_entry(peer), allow_insecure_http=True,
+                             provider_max_connections=1, provider_pool_timeout=0.5)
     grant = await connect_in_browser(vault, browser_agent)
     first = await vault.request("GET", userinfo_url(peer), grant_id=grant.grant_id)
     assert first.status == 200 and not first.retried and first.json()["sub"]

@@ -9,6 +9,7 @@ from alter_mcp.errors import (
     AuditWriteError,
     GrantNotFoundError,
     PolicyViolationError,
+    ProviderBusyError,
     ReAuthRequiredError,
     ScopeReauthRequiredError,
     StoreError,
@@ -36,6 +37,10 @@ LINK = "https://mcp.example.test/connect/abc123"
      "a@x (no label): grant_id=g1; b@x (no label): grant_id=g2"),
     (PolicyViolationError("Denied.", rule="no-deletes", reason="DELETE not allowed"),
      "Denied by policy rule 'no-deletes' (DELETE not allowed)"),
+    (ProviderBusyError(provider_id="github", origin="https://api.github.com:443", limit=20,
+                       waited=5.0, limit_setting="ALTER_MCP_PROVIDER_MAX_CONNECTIONS",
+                       wait_setting="ALTER_MCP_PROVIDER_POOL_TIMEOUT"),
+     "so this request was not sent. Retry after 5 seconds"),
 ])
 def test_errors_describe_names_the_next_step(error: Exception, expected: str) -> None:
     """Each error's text tells the model what to do next (link, connect, candidates, rule)."""
