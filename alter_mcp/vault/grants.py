@@ -89,8 +89,8 @@ class GrantActions(VaultBase):
                     raise
                 raise RequestSentUnauditedError(
                     what="revocation at the provider", status=None, intent_seq=intent,
-                    note=f"The provider's revocation {outcome}; the grant is not yet marked "
-                         "revoked here.") from exc
+                    note=f"The provider reported: {outcome}. The grant is not marked revoked "
+                         "here yet.") from exc
             if not done:
                 raise GrantNotFoundError(f"Grant {grant_id!r} is already revoked.",
                                          grant_id=grant_id)
