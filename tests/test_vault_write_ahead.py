@@ -19,6 +19,7 @@ import pytest
 import alter_mcp.outbound
 from alter_mcp.config import Settings, load_settings
 from alter_mcp.errors import (
+    AlterError,
     AuditWriteError,
     GrantNotFoundError,
     RequestSentUnauditedError,
@@ -91,11 +92,10 @@ def allow_audit(vault: AlterVault) -> None:
         db.execute("DROP TRIGGER refuse_audit")
 
 
-async def assert_token_nowhere(vault: AlterVault, token: str, exc: BaseException,
+async def assert_token_nowhere(vault: AlterVault, token: str, exc: AlterError,
                                caplog: pytest.LogCaptureFixture) -> None:
     """Fail if the token is in the error, its MCP text, the log, the audit rows or any file."""
-    texts = [str(exc), repr(exc), describe(exc) if hasattr(exc, "code") else "",
-             repr(getattr(exc, "to_dict", dict)()), caplog.text]
+    texts = [str(exc), repr(exc), describe(exc), repr(exc.to_dict()), caplog.text]
     texts += [e.model_dump_json() for e in await vault.audit_log.events(ALL)]
     assert all(token not in text for text in texts)
     data = Path(vault.settings.data_dir)
