@@ -1,6 +1,6 @@
 """Request benchmark: ``vault.request`` against a raw httpx2 call to the same loopback server.
 
-    python bench/request.py [--requests 1000] [--concurrency 32]
+    python bench/request.py [--requests 1000] [--concurrency 32] [--p50-only]
 
 Starts a small ASGI echo server (uvicorn, its own process) on 127.0.0.1, then measures in one
 run: sequential latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
@@ -12,6 +12,10 @@ vault builds its own (a cheaper idle-connection check: see alter_mcp.proxy.trans
 
 Then, to show where the vault's time goes, each step of ``vault.request`` is timed alone in a
 loop (warm caches, so a lower bound of its cost inside a real request).
+
+``--p50-only`` measures just the sequential p50 of (a) and (c), quickly, to compare builds run
+alternately (e.g. the write-ahead audit's cost against the previous main, with PYTHONPATH
+pointing at a worktree of it).
 """
 
 from __future__ import annotations
@@ -192,13 +196,50 @@ async def step_costs(vault: AlterVault, gid: str, url: str) -> list[tuple[str, f
     return out
 
 
+async def p50_only(requests: int) -> None:
+    """Print the sequential p50 of raw httpx2 and of vault.request, and their ratio."""
+    import alter_mcp
+
+    port = free_port()
+    server = start_server(port)
+    try:
+        url = f"http://localhost:{port}/echo"
+        with tempfile.TemporaryDirectory() as tmp:
+            vault, gid = await make_vault(Path(tmp), port, None)
+            async with httpx2.AsyncClient(follow_redirects=False) as raw:
+                headers = {"Authorization": "Bearer bench-token-123"}
+
+                async def raw_call() -> object:
+                    return (await raw.get(url, headers=headers)).json()
+
+                async def vault_call() -> object:
+                    return (await vault.request("GET", url, grant_id=gid)).json()
+
+                p50s = []
+                for call in (raw_call, vault_call):
+                    await latency(call, 50)
+                    p50s.append(pct(await latency(call, requests))[0])
+            await vault.close()
+        print(f"alter_mcp from {Path(alter_mcp.__file__).parent.parent}")
+        print(f"raw httpx2 p50 {p50s[0]:.3f} ms  vault.request p50 {p50s[1]:.3f} ms  "
+              f"ratio {p50s[1] / p50s[0]:.2f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 async def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--p50-only", action="store_true",
+                        help="only the sequential p50 of raw httpx2 and vault.request")
     args = parser.parse_args()
+    if args.p50_only:
+        await p50_only(args.requests)
+        return
     port = free_port()
     server = start_server(port)
     try:
