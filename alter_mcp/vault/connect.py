@@ -152,8 +152,15 @@ class ConnectActions(VaultBase):
         """
         if self._core.outbound is None:
             raise StoreError("The vault is not open.", hint="Use the vault as `async with`.")
-        ident = await self.current_identity()
         # The identity is resolved once per request: a token-based source verifies a JWT.
+        try:
+            ident = await self.current_identity()
+        except Exception as exc:
+            await self._fail("request", exc, None)
+            raise
+        # Outbound.request is this action's audited path: one denied event when refused
+        # before sending, else an intent committed before the credential is read, then the
+        # outcome (write-ahead).
         return await self._core.outbound.request(
             ident, method, url, credential=functools.partial(self._credential_for,
                                                              identity=ident),
