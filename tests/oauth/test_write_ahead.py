@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,82 +63,91 @@ def api_entry(peer: OidcProviderPeer) -> dict[str, object]:
     return entry
 
 
+async def refresh_refusing(make_vault: VaultFactory, agent: BrowserlessAgent, clock: Clock,
+                           peer: OidcProviderPeer, action: str, expected: type[AlterError],
+                           ) -> tuple[AlterVault, str, TokenSet, Any]:
+    """Connect, let the token expire, refuse audit events of ``action``, call the API once.
+
+    Return the vault, the grant id, the tokens before the call, and the error it raised.
+    """
+    vault = await make_vault(entry=api_entry(peer), allow_insecure_http=True)
+    grant = await connect_in_browser(vault, agent)
+    tokens, _ = await stored_tokens(vault, grant.grant_id)
+    clock.advance(HOUR)
+    await peer.areset_stats()
+    refuse_audit(vault, action)
+    url = peer.userinfo_endpoint.replace("127.0.0.1", "localhost")
+    with pytest.raises(expected) as failed:
+        await vault.request("GET", url, grant_id=grant.grant_id)
+    return vault, grant.grant_id, tokens, failed.value
+
+
 async def test_write_ahead_refresh_intent_unwritable_sends_no_refresh(
         make_vault: VaultFactory, browser_agent: BrowserlessAgent, clock: Clock,
         oidc_peer: OidcProviderPeer, caplog: pytest.LogCaptureFixture) -> None:
     """If the refresh's intent cannot be written, the token endpoint receives nothing."""
-    vault = await make_vault(entry=api_entry(oidc_peer), allow_insecure_http=True)
-    grant = await connect_in_browser(vault, browser_agent)
-    tokens, version = await stored_tokens(vault, grant.grant_id)
-    clock.advance(HOUR)
-    await oidc_peer.areset_stats()
-    refuse_audit(vault, "grant.refresh.intent")
-    url = oidc_peer.userinfo_endpoint.replace("127.0.0.1", "localhost")
-    with pytest.raises(AuditWriteError) as failed:
-        await vault.request("GET", url, grant_id=grant.grant_id)
-    assert "token refresh was not sent" in failed.value.message
+    vault, grant_id, tokens, exc = await refresh_refusing(
+        make_vault, browser_agent, clock, oidc_peer, "grant.refresh.intent", AuditWriteError)
+    assert "token refresh was not sent" in exc.message
     assert (await oidc_peer.astats())["token"].get("refresh_token", 0) == 0
-    assert (await stored_tokens(vault, grant.grant_id))[1] == version
+    assert (await stored_tokens(vault, grant_id))[1] == 1
     # The API request's own intent got its outcome: nothing is left unfinished.
     assert await vault.audit_log.unfinished() == []
-    await assert_tokens_nowhere(vault, tokens, failed.value, caplog)
+    await assert_tokens_nowhere(vault, tokens, exc, caplog)
 
 
 async def test_write_ahead_refresh_outcome_unwritable_says_sent(
         make_vault: VaultFactory, browser_agent: BrowserlessAgent, clock: Clock,
         oidc_peer: OidcProviderPeer, caplog: pytest.LogCaptureFixture) -> None:
     """If the refresh's outcome cannot be written, the caller learns it was sent; tokens kept."""
-    vault = await make_vault(entry=api_entry(oidc_peer), allow_insecure_http=True)
-    grant = await connect_in_browser(vault, browser_agent)
-    clock.advance(HOUR)
-    await oidc_peer.areset_stats()
-    refuse_audit(vault, "grant.refresh")
-    url = oidc_peer.userinfo_endpoint.replace("127.0.0.1", "localhost")
-    with pytest.raises(RequestSentUnauditedError) as unaudited:
-        await vault.request("GET", url, grant_id=grant.grant_id)
-    exc = unaudited.value
+    vault, grant_id, _, exc = await refresh_refusing(
+        make_vault, browser_agent, clock, oidc_peer, "grant.refresh", RequestSentUnauditedError)
     assert exc.what == "token refresh" and exc.status == 200
     assert "retry" not in str(exc).lower() and "Do not retry" in describe(exc)
     assert "API request was not sent" in exc.message
     assert (await oidc_peer.astats())["token"].get("refresh_token") == 1
-    fresh, version = await stored_tokens(vault, grant.grant_id)
+    fresh, version = await stored_tokens(vault, grant_id)
     assert version == 2  # the rotated refresh token was stored before the audit failed
     [pending] = await vault.audit_log.unfinished()
     assert pending.action == "grant.refresh.intent" and pending.seq == exc.intent_seq
     await assert_tokens_nowhere(vault, fresh, exc, caplog)
 
 
+async def revoke_refusing(make_vault: VaultFactory, agent: BrowserlessAgent,
+                          peer: OidcProviderPeer, action: str,
+                          expected: type[AlterError]) -> tuple[AlterVault, TokenSet, Any]:
+    """Connect a grant, refuse audit events of ``action``, revoke: return vault, tokens, error."""
+    vault = await make_vault()
+    grant = await connect_in_browser(vault, agent)
+    tokens, _ = await stored_tokens(vault, grant.grant_id)
+    await peer.areset_stats()
+    refuse_audit(vault, action)
+    with pytest.raises(expected) as failed:
+        await vault.revoke_grant(grant.grant_id)
+    return vault, tokens, failed.value
+
+
 async def test_write_ahead_revocation_intent_unwritable_sends_nothing(
         make_vault: VaultFactory, browser_agent: BrowserlessAgent,
         oidc_peer: OidcProviderPeer, caplog: pytest.LogCaptureFixture) -> None:
     """If the revocation's intent cannot be written, the provider gets no revocation request."""
-    vault = await make_vault()
-    grant = await connect_in_browser(vault, browser_agent)
-    tokens, _ = await stored_tokens(vault, grant.grant_id)
-    await oidc_peer.areset_stats()
-    refuse_audit(vault, "grant.revoke.intent")
-    with pytest.raises(AuditWriteError) as failed:
-        await vault.revoke_grant(grant.grant_id)
-    assert "revocation at the provider was not sent" in failed.value.message
+    vault, tokens, exc = await revoke_refusing(make_vault, browser_agent, oidc_peer,
+                                               "grant.revoke.intent", AuditWriteError)
+    assert "revocation at the provider was not sent" in exc.message
     assert (await oidc_peer.astats())["revocation"] == 0
-    assert (await vault.get_grant(grant.grant_id)).status is GrantStatus.ACTIVE
+    grants = await vault.list_grants()
+    assert [g.status for g in grants.grants] == [GrantStatus.ACTIVE]
     live = await oidc_peer.aintrospect(tokens.access_token.reveal(), CONF_APP, CONF_APP_SECRET)
     assert live["active"] is True
-    await assert_tokens_nowhere(vault, tokens, failed.value, caplog)
+    await assert_tokens_nowhere(vault, tokens, exc, caplog)
 
 
 async def test_write_ahead_revocation_outcome_unwritable_says_sent(
         make_vault: VaultFactory, browser_agent: BrowserlessAgent,
         oidc_peer: OidcProviderPeer, caplog: pytest.LogCaptureFixture) -> None:
     """If the revocation's outcome cannot be written, the caller learns it was sent."""
-    vault = await make_vault()
-    grant = await connect_in_browser(vault, browser_agent)
-    tokens, _ = await stored_tokens(vault, grant.grant_id)
-    await oidc_peer.areset_stats()
-    refuse_audit(vault, "grant.revoke")
-    with pytest.raises(RequestSentUnauditedError) as unaudited:
-        await vault.revoke_grant(grant.grant_id)
-    exc = unaudited.value
+    vault, tokens, exc = await revoke_refusing(make_vault, browser_agent, oidc_peer,
+                                               "grant.revoke", RequestSentUnauditedError)
     assert exc.what == "revocation at the provider" and "revoked" in exc.message
     assert "retry" not in str(exc).lower() and "Do not retry" in describe(exc)
     assert (await oidc_peer.astats())["revocation"] == 2
