@@ -27,6 +27,7 @@ from alter_mcp.errors import (
     GrantNotFoundError,
     ReAuthRequiredError,
     RequestSentUnauditedError,
+    SentRequestFailedError,
     StoreError,
     TokenRefreshInProgressError,
 )
@@ -169,6 +170,13 @@ class RefreshCoordinator:
                     provider_id=grant.provider_id), tokens.secrets(), intent_seq=intent,
                     sent=True, status=exc.details.get("status"), what=_WHAT, note=_NOT_SENT_ON)
                 raise
+            except Exception as exc:  # a bug after sending: typed, and audited as the outcome
+                await self._audit.outcome(AuditEntry.failed(
+                    "grant.refresh", exc, identity=identity, grant_id=grant.grant_id,
+                    provider_id=grant.provider_id), tokens.secrets(), intent_seq=intent,
+                    sent=True, status=None, what=_WHAT, note=_NOT_SENT_ON)
+                raise SentRequestFailedError(what=_WHAT, sent=True, status=None,
+                                             intent_seq=intent) from exc
             now = self._clock()
             new = seal_credential(self._envelope, grant.grant_id, fresh,
                                   version=record.version + 1, now=now)

@@ -325,6 +325,8 @@ class OAuthService:
                                         hint="access_token")
         except AlterError as exc:
             return "failed", exc.message, intent
+        except Exception as exc:  # a bug after sending: the caller's event records it
+            return "failed", f"unexpected error ({type(exc).__name__})", intent
         return "revoked", None, intent
 
     async def configure_provider(

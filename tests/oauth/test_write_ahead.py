@@ -64,9 +64,10 @@ def api_entry(peer: OidcProviderPeer) -> dict[str, object]:
 
 
 async def refresh_refusing(make_vault: VaultFactory, agent: BrowserlessAgent, clock: Clock,
-                           peer: OidcProviderPeer, action: str, expected: type[AlterError],
+                           peer: OidcProviderPeer, action: str | None,
+                           expected: type[AlterError],
                            ) -> tuple[AlterVault, str, TokenSet, Any]:
-    """Connect, let the token expire, refuse audit events of ``action``, call the API once.
+    """Connect, let the token expire, refuse audit events of ``action`` (if any), call the API.
 
     Return the vault, the grant id, the tokens before the call, and the error it raised.
     """
@@ -75,7 +76,8 @@ async def refresh_refusing(make_vault: VaultFactory, agent: BrowserlessAgent, cl
     tokens, _ = await stored_tokens(vault, grant.grant_id)
     clock.advance(HOUR)
     await peer.areset_stats()
-    refuse_audit(vault, action)
+    if action is not None:
+        refuse_audit(vault, action)
     url = peer.userinfo_endpoint.replace("127.0.0.1", "localhost")
     with pytest.raises(expected) as failed:
         await vault.request("GET", url, grant_id=grant.grant_id)
@@ -169,4 +171,29 @@ async def test_write_ahead_revocation_outcome_links_intent(
     outcome = next(e for e in events if e["action"] == "grant.revoke")
     assert intent["seq"] < outcome["seq"] and outcome["detail"]["intent_seq"] == intent["seq"]
     assert intent["url"] and intent["method"] == "POST"
+    assert await vault.audit_log.unfinished() == []
+
+
+async def test_write_ahead_refresh_unexpected_error_after_send_is_typed_and_audited(
+        make_vault: VaultFactory, browser_agent: BrowserlessAgent, clock: Clock,
+        oidc_peer: OidcProviderPeer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash after the refresh was sent is SentRequestFailedError and the refresh's outcome."""
+    from alter_mcp.errors import SentRequestFailedError
+    from alter_mcp.oauth.client import OAuthHttp
+
+    real = OAuthHttp.refresh
+
+    async def crash_after_sending(self: OAuthHttp, *args: Any, **kwargs: Any) -> Any:
+        await real(self, *args, **kwargs)
+        raise RuntimeError("bug after the token endpoint answered")
+
+    monkeypatch.setattr(OAuthHttp, "refresh", crash_after_sending)  # fault injection
+    vault, _, _, exc = await refresh_refusing(
+        make_vault, browser_agent, clock, oidc_peer, None, SentRequestFailedError)
+    assert exc.sent and "token refresh was sent" in exc.message
+    assert (await oidc_peer.astats())["token"].get("refresh_token") == 1
+    events = await audit_dump(vault)
+    outcome = next(e for e in events if e["action"] == "grant.refresh")
+    assert outcome["outcome"] == "error" and outcome["error"] == "RuntimeError"
+    assert outcome["detail"]["intent_seq"] == exc.intent_seq
     assert await vault.audit_log.unfinished() == []
