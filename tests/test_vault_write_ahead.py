@@ -31,7 +31,7 @@ from alter_mcp.server.errors import describe
 from alter_mcp.store import AuditFilter
 from alter_mcp.store.sqlite import SQLiteStore
 from alter_mcp.vault import AlterVault
-from tests.peers.postgres import temporary_cluster
+from tests.peers.postgres import PostgresCluster, find_bindir, temporary_cluster
 from tests.peers.recorder import RequestRecorder
 
 ALL = AuditFilter(limit=100_000)
@@ -98,8 +98,9 @@ async def assert_token_nowhere(vault: AlterVault, token: str, exc: AlterError,
     texts = [str(exc), repr(exc), describe(exc), repr(exc.to_dict()), caplog.text]
     texts += [e.model_dump_json() for e in await vault.audit_log.events(ALL)]
     assert all(token not in text for text in texts)
-    data = Path(vault.settings.data_dir)
-    assert all(token.encode() not in p.read_bytes() for p in data.iterdir() if p.is_file())
+    data = Path(vault.settings.data_dir)  # on PostgreSQL only the rows above hold data
+    files = list(data.iterdir()) if data.is_dir() else []
+    assert all(token.encode() not in p.read_bytes() for p in files if p.is_file())
 
 
 def post(vault: AlterVault, api: RequestRecorder, grant_id: str, **kw: Any) -> Any:
@@ -224,14 +225,11 @@ async def test_write_ahead_postgres_down_sends_nothing(
         tmp_path: Path, master_key: str, api: RequestRecorder, token: str,
         caplog: pytest.LogCaptureFixture) -> None:
     """PostgreSQL stopped after approval and before the intent: the provider receives nothing."""
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed: no /usr/lib/postgresql/*/bin/initdb")
     policy = tmp_path / "policy.toml"
     policy.write_text('[[rule]]\nname = "ask"\nrequire_approval = true\n')
-    try:
-        cluster_cm = temporary_cluster()
-        cluster = cluster_cm.__enter__()
-    except FileNotFoundError:
-        pytest.skip("PostgreSQL is not installed")
-    try:
+    with temporary_cluster() as cluster:  # its own: this test stops it
         settings = settings_for(tmp_path, master_key, api, ALTER_MCP_POLICY_FILE=str(policy),
                                 ALTER_MCP_DATABASE_URL=cluster.url())
 
@@ -245,10 +243,32 @@ async def test_write_ahead_postgres_down_sends_nothing(
             gid = await grant_of(vault, token)
             with pytest.raises(AuditWriteError) as failed:
                 await post(vault, api, gid, approver=approve_then_stop)
-            assert "nothing reached the provider" in failed.value.message
-            assert api.requests == []
-            assert token not in str(failed.value) + describe(failed.value) + caplog.text
         finally:
             await vault.close()
-    finally:
-        cluster_cm.__exit__(None, None, None)
+    assert "nothing reached the provider" in failed.value.message
+    assert api.requests == []
+    assert token not in str(failed.value) + describe(failed.value) + caplog.text
+
+
+@pytest.mark.peers
+async def test_write_ahead_postgres_outcome_refused_says_sent(
+        tmp_path: Path, master_key: str, api: RequestRecorder, token: str,
+        postgres_cluster: PostgresCluster, postgres_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """On PostgreSQL, a refused outcome insert tells the caller the request was sent (201)."""
+    settings = settings_for(tmp_path, master_key, api, ALTER_MCP_DATABASE_URL=postgres_url)
+    async with AlterVault(settings, caller="wal") as vault:
+        gid = await grant_of(vault, token)
+        postgres_cluster.psql(
+            "CREATE FUNCTION refuse_outcome() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.action = 'request' THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; "
+            "END $$; CREATE TRIGGER refuse_outcome BEFORE INSERT ON audit_events FOR EACH ROW "
+            "EXECUTE FUNCTION refuse_outcome()", database=postgres_url.rsplit("/", 1)[1])
+        with pytest.raises(RequestSentUnauditedError) as unaudited:
+            await post(vault, api, gid)
+        exc = unaudited.value
+        assert exc.status == 201 and "retry" not in str(exc).lower()
+        assert len(api.requests) == 1
+        [pending] = await vault.audit_log.unfinished()
+        assert pending.seq == exc.intent_seq
+        await assert_token_nowhere(vault, token, exc, caplog)
