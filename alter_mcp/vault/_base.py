@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets as _secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -231,17 +231,17 @@ class VaultBase:
         try:
             result = await body(act)
         except Exception as exc:
-            await self._fail(name, exc, ident, **act.facts)
+            await self._fail(name, exc, ident, secrets=act.secrets, **act.facts)
             raise
         if not act.audited:
             await self._core.audit.record(act.entry(), act.secrets)
         return result
 
-    async def _fail(self, action: str, exc: BaseException, ident: Identity | None,
-                    **facts: Any) -> None:
+    async def _fail(self, action: str, exc: BaseException, ident: Identity | None, *,
+                    secrets: Iterable[str | Secret] = (), **facts: Any) -> None:
         try:
-            await self._core.audit.record(AuditEntry.failed(action, exc, identity=ident,
-                                                            **facts))
+            await self._core.audit.record(
+                AuditEntry.failed(action, exc, identity=ident, **facts), secrets)
         except AuditWriteError:
             # An error that already says what the audit failure means (nothing sent, or sent
             # but not recorded) must reach the caller unchanged.
