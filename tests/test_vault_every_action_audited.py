@@ -25,8 +25,6 @@ from tests.peers.fixtures import CONF_APP, CONF_APP_SECRET
 from tests.peers.oidc import BrowserlessAgent, OidcProviderPeer
 from tests.peers.recorder import RequestRecorder
 
-pytestmark = pytest.mark.peers
-
 OAUTH = "oidc-test"
 UNCONFIGURED = "oidc-other"
 API = "rec"
@@ -178,6 +176,7 @@ def test_every_public_vault_name_has_a_case() -> None:
         f"gone: {sorted(set(CASES) | set(EXEMPT) - public)}")
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_vault_action_audited_when_allowed_and_denied(name: str, world: World) -> None:
     """The action writes an allowed outcome event when it succeeds and a denied one when not."""
