@@ -56,11 +56,18 @@ async def test_audit_tail_shows_the_latest_events_and_follows_new_ones(
         str(EXE), "audit", "tail", "-n", "0", "--follow", "--json", "--interval", "0.1",
         env=cli_env(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        await asyncio.sleep(1.0)
-        async with open_vault(tmp_path / "data") as vault:
-            await vault.create_api_key("three")
+        # The follower prints nothing until it is following: write an event until it shows
+        # one (a slow start only means more attempts), instead of sleeping and hoping.
         assert follower.stdout is not None
-        line = await asyncio.wait_for(follower.stdout.readline(), 20)
+        line = b""
+        for attempt in range(60):
+            async with open_vault(tmp_path / "data") as vault:
+                await vault.create_api_key(f"three-{attempt}")
+            try:
+                line = await asyncio.wait_for(follower.stdout.readline(), 0.5)
+                break
+            except TimeoutError:
+                continue
     finally:
         follower.terminate()
         await follower.communicate()
