@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 from alter_mcp.audit_head import check_head, head_signer
 from alter_mcp.audit_retention import check_checkpoint, retention_cutoff, sign_checkpoint
 from alter_mcp.crypto import Keyring
-from alter_mcp.errors import AlterError, AuditWriteError
+from alter_mcp.errors import AlterError, AuditWriteError, RequestSentUnauditedError
 from alter_mcp.models import AuditEvent, Identity, Outcome
 from alter_mcp.redaction import Secret, known_secrets, redact, redact_text, redact_url
 from alter_mcp.store.base import (
@@ -36,7 +37,29 @@ from alter_mcp.store.base import (
     Store,
 )
 
-__all__ = ["AuditEntry", "AuditLog", "ChainReport", "event_hash", "verify_chain"]
+__all__ = ["INTENT", "INTENT_SEQ", "AuditEntry", "AuditLog", "ChainReport", "event_hash",
+           "linked", "nothing_sent", "verify_chain"]
+
+#: ``detail`` key marking an intent event: a credential use about to leave the process.
+INTENT = "intent"
+#: ``detail`` key of an outcome event naming the seq of the intent it finishes.
+INTENT_SEQ = "intent_seq"
+
+
+def nothing_sent(what: str) -> AuditWriteError:
+    """Return the error of a credential use refused because its audit event failed."""
+    return AuditWriteError(
+        f"The audit log could not be written, so the {what} was not sent: nothing reached "
+        "the provider.",
+        hint="An operator must repair the audit store (disk space, permissions, database "
+             "server; alter-mcp doctor); sending it again is safe once the log is writable.")
+
+
+def linked(entry: AuditEntry, intent_seq: int | None) -> AuditEntry:
+    """Return ``entry`` as the outcome of the intent event ``intent_seq`` (if there is one)."""
+    if intent_seq is None:
+        return entry
+    return dataclasses.replace(entry, detail={**entry.detail, INTENT_SEQ: intent_seq})
 
 
 def _now() -> datetime:
@@ -226,6 +249,57 @@ class AuditLog:
                 hint="Check the database (disk space, permissions) and retry.",
             ) from batch.error
         return batch.events[index]
+
+    async def intent(self, entry: AuditEntry, secrets: Iterable[str | Secret] = (), *,
+                     what: str) -> int:
+        """Commit the intent of a credential use before it is sent; return its seq.
+
+        Raise ``AuditWriteError`` saying nothing was sent if it cannot be written: the caller
+        must then not send (write-ahead audit).
+        """
+        marked = dataclasses.replace(entry, detail={**entry.detail, INTENT: True})
+        try:
+            event = await self.record(marked, secrets)
+        except AuditWriteError as exc:
+            raise nothing_sent(what) from exc
+        return event.seq
+
+    async def outcome(
+        self, entry: AuditEntry, secrets: Iterable[str | Secret] = (), *,
+        intent_seq: int | None, sent: bool, status: int | None, what: str,
+        note: str | None = None,
+    ) -> AuditEvent:
+        """Record the outcome of the intent ``intent_seq``.
+
+        If it cannot be written, raise ``RequestSentUnauditedError`` (never a reason to send
+        again) when the use was ``sent``, else ``AuditWriteError`` saying nothing was sent.
+        """
+        try:
+            return await self.record(linked(entry, intent_seq), secrets)
+        except AuditWriteError as exc:
+            if sent:
+                raise RequestSentUnauditedError(what=what, status=status,
+                                                intent_seq=intent_seq, note=note) from exc
+            raise nothing_sent(what) from exc
+
+    async def unfinished(self, *, batch: int = 5000) -> list[AuditEvent]:
+        """Return intents with no outcome event: credential uses sent, outcome unknown.
+
+        An intent whose outcome could not be written stays here for good (a crash between
+        sending and recording too); a use still in flight shows here until it finishes.
+        """
+        pending: dict[int, AuditEvent] = {}
+        after = 0
+        while events := await self._store.list_audit(AuditFilter(after_seq=after,
+                                                                  limit=batch)):
+            for event in events:
+                if event.detail.get(INTENT) is True:
+                    pending[event.seq] = event
+                done = event.detail.get(INTENT_SEQ)
+                if isinstance(done, int):
+                    pending.pop(done, None)
+            after = events[-1].seq
+        return list(pending.values())
 
     async def _flush(self, batch: _Batch, *, after_turn: bool = False) -> None:
         try:

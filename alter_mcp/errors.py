@@ -15,6 +15,9 @@ structured, non-secret fields. No error ever carries a credential value.
     ├── StoreError                   the database failed (backend errors translated once)
     │   └── ConcurrentUpdateError    a compare-and-swap lost against another writer
     ├── AuditWriteError              the audit event could not be written: the action fails
+    │                                (before a credential use: nothing was sent)
+    ├── RequestSentUnauditedError    sent to the provider, but its outcome was not audited
+    ├── SentRequestFailedError       sent to the provider, then the vault failed on the answer
     ├── ProviderNotFoundError        no such provider in the catalogue
     ├── ProviderNotConfiguredError   the provider has no OAuth client configured here
     ├── GrantNotFoundError           no grant this caller may use (never hints it exists)
@@ -64,8 +67,10 @@ __all__ = [
     "ProviderNotFoundError",
     "RateLimitedError",
     "ReAuthRequiredError",
+    "RequestSentUnauditedError",
     "ScopeReauthRequiredError",
     "SecretNotFoundError",
+    "SentRequestFailedError",
     "StoreError",
     "TokenRefreshInProgressError",
     "VaultClosedError",
@@ -183,6 +188,57 @@ class AuditWriteError(AlterError):
     """The audit event could not be written, so the action was not performed."""
 
     code = "audit_write_failed"
+
+
+def _answered(status: int | None) -> str:
+    return f"the provider answered HTTP {status}" if status is not None else "no answer was read"
+
+
+class RequestSentUnauditedError(AlterError):
+    """A credential use reached the provider, but its outcome could not be audited.
+
+    Never a reason to send again: the request (``what``: an API request, a token refresh, a
+    revocation) was already made. Its intent event (``intent_seq``) stays in the log with no
+    outcome, which ``alter-mcp audit verify`` lists as "sent, outcome unknown".
+    """
+
+    code = "audit_outcome_failed"
+
+    def __init__(self, *, what: str, status: int | None, intent_seq: int | None,
+                 note: str | None = None) -> None:
+        message = (f"The {what} was sent and {_answered(status)}, but its outcome could not "
+                   f"be written to the audit log (intent event {intent_seq}).")
+        super().__init__(
+            message + (f" {note}" if note else ""),
+            hint="Do not send it again: it was already sent. An operator must repair the audit "
+                 "store (alter-mcp doctor); alter-mcp audit verify lists it as sent, outcome "
+                 "unknown.",
+            what=what, status=status, intent_seq=intent_seq)
+        self.what = what
+        self.status = status
+        self.intent_seq = intent_seq
+
+
+class SentRequestFailedError(AlterError):
+    """The request was sent, then the vault failed unexpectedly while handling the answer."""
+
+    code = "sent_request_failed"
+
+    def __init__(self, *, what: str, sent: bool, status: int | None,
+                 intent_seq: int | None) -> None:
+        if sent:
+            message = (f"The {what} was sent ({_answered(status)}), then the vault failed "
+                       "unexpectedly while handling the answer.")
+            hint = ("Do not send it again blindly: it may have taken effect. The audit log "
+                    f"holds its outcome (intent event {intent_seq}).")
+        else:
+            message = f"The vault failed unexpectedly before the {what} was sent; nothing was sent."
+            hint = "An operator should check the server's log."
+        super().__init__(message, hint=hint, what=what, sent=sent, status=status,
+                         intent_seq=intent_seq)
+        self.sent = sent
+        self.status = status
+        self.intent_seq = intent_seq
 
 
 class ProviderNotFoundError(AlterError):

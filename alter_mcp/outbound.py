@@ -1,10 +1,13 @@
-"""The authenticated request, end to end: resolve, guard, decide, inject, send, answer, audit.
+"""The authenticated request, end to end: resolve, guard, decide, intent, inject, send, outcome.
 
 The order never changes: identify the caller, resolve the grant it may use, check the
 destination (before any credential is read), evaluate policy (and ask a human if a rule says
-so), wait for a connection slot of the destination, read the credential (refreshing if due),
-send, interpret the provider's answer, and write the audit event before the caller sees
-anything. If the audit write fails, the answer is withheld.
+so), commit the intent event (write-ahead: if it cannot be written nothing is sent), wait for a
+connection slot of the destination, read the credential (refreshing if due), send, interpret
+the provider's answer, and record the outcome, linked to its intent, before the caller sees
+anything. A request refused before its intent (not found, guard, policy) is one denied event.
+If the outcome cannot be written the caller is told the request was sent, with its status,
+and never to send it again.
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ from typing import Any, assert_never
 import httpx2
 
 from alter_mcp import identity as _identity
-from alter_mcp.audit import AuditEntry, AuditLog
+from alter_mcp.audit import INTENT, AuditEntry, AuditLog, nothing_sent
 from alter_mcp.errors import (
     AlterError,
     AmbiguousGrantError,
+    AuditWriteError,
     GrantNotFoundError,
     InvalidInputError,
     PolicyViolationError,
     ProviderAPIError,
     RateLimitedError,
+    RequestSentUnauditedError,
     ScopeReauthRequiredError,
+    SentRequestFailedError,
+    StoreError,
 )
 from alter_mcp.models import Grant, GrantKind, GrantStatus, HttpMethod, Identity, Outcome
 from alter_mcp.policy import PolicyRequest, Rule, Targeted, evaluate, select, usage_keys
@@ -37,10 +44,14 @@ from alter_mcp.proxy.slots import Slot
 from alter_mcp.redaction import Secret
 from alter_mcp.store.base import AuditFilter, Store
 
-__all__ = ["RESERVE", "ApprovalRequest", "Outbound", "RequestResult"]
+__all__ = ["INTENT_ACTION", "RESERVE", "ApprovalRequest", "Outbound", "RequestResult"]
 
-#: The audit action that takes one slot of every rate limit a request is subject to.
+#: The audit action that takes one slot of every rate limit a request is subject to; it is
+#: also the request's intent event, so a limited request still costs two audit writes.
 RESERVE = "request.reserve"
+#: The intent event of a request no rate limit applies to.
+INTENT_ACTION = "request.intent"
+_WHAT = "request"
 
 #: Returns the grant's credential fields; ``force_refresh`` asks for a new OAuth token.
 CredentialGetter = Callable[..., Awaitable[dict[str, Secret]]]
@@ -167,6 +178,14 @@ def _summary(json_body: Any, body: Any) -> str | None:
     return text if len(text) <= 300 else text[:300] + f"… ({len(text)} chars)"
 
 
+@dataclass(slots=True)
+class _Sent:
+    """Whether a request may have reached the provider, and the status it answered."""
+
+    sent: bool = False
+    status: int | None = None
+
+
 class Outbound:
     """Runs authenticated requests for a vault: the hot path and its audit."""
 
@@ -239,25 +258,32 @@ class Outbound:
         return {rule: len(await self._store.list_audit(flt)) for rule, flt, _ in limits}
 
     async def _reserve(self, ident: Identity, grant: Grant, prepared: PreparedRequest,
-                       limits: Sequence[tuple[str, AuditFilter, int]]) -> None:
-        """Take one slot of every rate limit at once, or deny naming the full one."""
+                       limits: Sequence[tuple[str, AuditFilter, int]], reason: str | None,
+                       ) -> int:
+        """Take one slot of every rate limit (the intent event), or deny naming the full one."""
         entry = AuditEntry(RESERVE, Outcome.ALLOWED, identity=ident, grant_id=grant.grant_id,
                            provider_id=grant.provider_id, method=prepared.method.value,
-                           url=prepared.url, detail={"rules": [rule for rule, _, _ in limits]})
-        taken = await self._store.append_audit_within(
-            self._audit.sealer(entry), [(flt, limit) for _, flt, limit in limits])
+                           url=prepared.url, reason=reason,
+                           detail={"rules": [rule for rule, _, _ in limits], INTENT: True})
+        try:
+            taken = await self._store.append_audit_within(
+                self._audit.sealer(entry), [(flt, limit) for _, flt, limit in limits])
+        except StoreError as exc:
+            raise nothing_sent(_WHAT) from exc
         if taken.event is None:
             rule, _, limit = limits[taken.exceeded or 0]
             raise PolicyViolationError(
                 f"Policy rule {rule!r} denied this request: its rate limit of {limit} "
                 "requests per window is reached.", rule=rule, reason="rate limit reached")
+        return taken.event.seq
 
     async def _decide(self, ident: Identity, grant: Grant, prepared: PreparedRequest,
                       json_body: Any, approver: Approver | None, reason: str | None,
-                      body: Any) -> tuple[str, ...]:
+                      body: Any) -> tuple[tuple[str, ...], int | None]:
+        """Return the approving rules and the seq of the rate-limit reservation, if any."""
         rules = self._rules()
         if not rules:
-            return ()
+            return (), None
         request = PolicyRequest(
             method=prepared.method.value, host=prepared.host, path=prepared.path,
             provider_id=grant.provider_id, grant_id=grant.grant_id,
@@ -274,8 +300,8 @@ class Outbound:
                 rule=decision.rule or "policy", reason=decision.reason)
         if not decision.needs_approval:
             if limits:
-                await self._reserve(ident, grant, prepared, limits)
-            return ()
+                return (), await self._reserve(ident, grant, prepared, limits, reason)
+            return (), None
         rule = decision.approval_rules[0]
         if approver is None:
             raise PolicyViolationError(
@@ -290,8 +316,9 @@ class Outbound:
             raise PolicyViolationError("The human did not approve this request (approval "
                                        "denied).", rule=rule, reason="approval denied")
         if limits:
-            await self._reserve(ident, grant, prepared, limits)
-        return decision.approval_rules
+            return decision.approval_rules, await self._reserve(ident, grant, prepared, limits,
+                                                                reason)
+        return decision.approval_rules, None
 
     async def request(
         self, ident: Identity, method: HttpMethod | str, url: str, *,
@@ -312,7 +339,6 @@ class Outbound:
                                      "reason": reason, "provider_id": provider,
                                      "grant_id": grant_id}
             approved: tuple[str, ...] = ()
-            secrets: list[Secret] = []
             try:
                 grant = await self.resolve(ident, grant_id=grant_id, provider=provider,
                                            account=account)
@@ -323,34 +349,73 @@ class Outbound:
                                    body=body, allow_insecure_http=self._insecure,
                                    connection=grant.connection)
                 facts.update(method=prepared.method.value, url=prepared.url)
-                approved = await self._decide(ident, grant, prepared, json, approver, reason, body)
+                approved, intent = await self._decide(ident, grant, prepared, json, approver,
+                                                      reason, body)
+            except AlterError as exc:
+                # Refused before its intent: one event, and nothing was sent.
+                try:
+                    await self._audit.record(AuditEntry.failed(
+                        "request", exc, identity=ident,
+                        latency_ms=(time.perf_counter() - started) * 1e3,
+                        detail={"approved_by": list(approved)} if approved else {}, **facts))
+                except AuditWriteError as audit_exc:
+                    raise nothing_sent(_WHAT) from audit_exc
+                raise
+            if intent is None:
+                intent = await self._audit.intent(AuditEntry(
+                    INTENT_ACTION, Outcome.ALLOWED, identity=ident, **facts), what=_WHAT)
+            sent = _Sent()
+            secrets: list[Secret] = []
+            try:
                 # The slot first: a request queued behind a busy provider holds no plaintext.
                 async with self._sender.slot(prepared, spec, timeout=timeout) as slot:
                     fields = await credential(grant)
                     secrets.extend(fields.values())
                     outcome = await self._send(grant, spec, prepared, fields, credential,
-                                               repair_link, timeout, secrets, slot)
-            except AlterError as exc:
-                entry = AuditEntry.failed(
-                    "request", exc, identity=ident,
-                    latency_ms=(time.perf_counter() - started) * 1e3,
-                    detail={"approved_by": list(approved)} if approved else {}, **facts)
-                await self._audit.record(entry, secrets)
-                raise
-            await self._audit.record(AuditEntry(
+                                               repair_link, timeout, secrets, sent, slot)
+            except Exception as exc:
+                await self._failed_outcome(exc, ident, facts, approved, started, intent, sent,
+                                           secrets)
+                if isinstance(exc, AlterError):
+                    raise
+                raise SentRequestFailedError(what=_WHAT, sent=sent.sent, status=sent.status,
+                                             intent_seq=intent) from exc
+            await self._audit.outcome(AuditEntry(
                 "request", Outcome.ALLOWED, identity=ident, status=outcome.status,
                 latency_ms=(time.perf_counter() - started) * 1e3,
                 detail={k: v for k, v in (("approved_by", list(approved)),
                                            ("retried", outcome.retried),
                                            ("truncated", outcome.result.truncated)) if v},
-                **facts), secrets)
+                **facts), secrets, intent_seq=intent, sent=True, status=outcome.status,
+                what=_WHAT)
             return outcome
+
+    async def _failed_outcome(self, exc: Exception, ident: Identity, facts: dict[str, Any],
+                              approved: tuple[str, ...], started: float, intent: int,
+                              sent: _Sent, secrets: list[Secret]) -> None:
+        """Record the outcome of a request that failed after its intent was committed."""
+        detail: dict[str, Any] = {"approved_by": list(approved)} if approved else {}
+        detail["sent"] = sent.sent
+        entry = AuditEntry.failed("request", exc, identity=ident, status=sent.status,
+                                  latency_ms=(time.perf_counter() - started) * 1e3,
+                                  detail=detail, **facts)
+        try:
+            await self._audit.outcome(entry, secrets, intent_seq=intent, sent=sent.sent,
+                                      status=sent.status, what=_WHAT)
+        except AuditWriteError:
+            # Nothing of this request left the process; an earlier audit failure (a token
+            # refresh that was sent) says more than this one.
+            if isinstance(exc, RequestSentUnauditedError | AuditWriteError):
+                raise exc from None
+            raise
 
     async def _send(self, grant: Grant, spec: Provider, prepared: PreparedRequest,
                     fields: dict[str, Secret], credential: CredentialGetter,
                     repair_link: RepairLink, timeout: float | None,  # noqa: ASYNC109
-                    secrets: list[Secret], slot: Slot) -> RequestResult:
+                    secrets: list[Secret], sent: _Sent, slot: Slot) -> RequestResult:
+        sent.sent = True  # from here the provider may have received it
         result = await self._sender.send(prepared, spec, fields, timeout=timeout, slot=slot)
+        sent.status = result.status
         answer = classify(result)
         notes: list[str] = []
         retried = False
@@ -360,6 +425,7 @@ class Outbound:
                 secrets.extend(fresh.values())
                 result = await self._sender.send(prepared, spec, fresh, timeout=timeout,
                                                  slot=slot)
+                sent.status = result.status
                 answer = classify(result)
                 retried = True
             else:

@@ -1,6 +1,7 @@
 """Request benchmark: ``vault.request`` against a raw httpx2 call to the same loopback server.
 
     python bench/request.py [--requests 1000] [--concurrency 32] [--stuck 110] [--rounds 5]
+    python bench/request.py --p50-only [--requests 1000]
 
 Starts a small ASGI echo server (uvicorn, its own process) on 127.0.0.1, then measures in one
 run: sequential latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
@@ -18,6 +19,10 @@ let go. Each round measures the p50 of sequential ``vault.request`` calls to the
 provider unloaded, then again with ``--stuck`` (110) calls in flight to the slow provider on
 the same vault, and prints the loaded/unloaded ratio (median and spread over ``--rounds``). On
 a build without per-provider limits the healthy calls starve: they time out (``starved``).
+
+``--p50-only`` measures just the sequential p50 of (a) and (c), their calls interleaved one by
+one, quickly, to compare builds run alternately (e.g. the write-ahead audit's cost against the
+previous main, with PYTHONPATH pointing at a worktree of it).
 """
 
 from __future__ import annotations
@@ -302,6 +307,44 @@ def print_isolation(rounds: list[tuple[float, float | None]], stuck: int, sample
         print("  every round starved: the healthy calls timed out behind the slow ones")
 
 
+async def p50_only(requests: int) -> None:
+    """Print the sequential p50 of raw httpx2 and of vault.request, and their ratio."""
+    import alter_mcp
+
+    port = free_port()
+    server = start_server(port)
+    try:
+        url = f"http://localhost:{port}/echo"
+        with tempfile.TemporaryDirectory() as tmp:
+            vault, gid = await make_vault(Path(tmp), port, None)
+            async with httpx2.AsyncClient(follow_redirects=False) as raw:
+                headers = {"Authorization": "Bearer bench-token-123"}
+
+                async def raw_call() -> object:
+                    return (await raw.get(url, headers=headers)).json()
+
+                async def vault_call() -> object:
+                    return (await vault.request("GET", url, grant_id=gid)).json()
+
+                for call in (raw_call, vault_call):
+                    await latency(call, 50)
+                # Interleaved, one call of each in turn, so both see the same machine load.
+                samples: tuple[list[float], list[float]] = ([], [])
+                for _ in range(requests):
+                    for call, out in zip((raw_call, vault_call), samples, strict=True):
+                        start = time.perf_counter()
+                        await call()
+                        out.append(time.perf_counter() - start)
+                p50s = [pct(out)[0] for out in samples]
+            await vault.close()
+        print(f"alter_mcp from {Path(alter_mcp.__file__).parent.parent}")
+        print(f"raw httpx2 p50 {p50s[0]:.3f} ms  vault.request p50 {p50s[1]:.3f} ms  "
+              f"ratio {p50s[1] / p50s[0]:.2f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 async def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser()
@@ -311,7 +354,12 @@ async def main() -> None:
     parser.add_argument("--stuck", type=int, default=110)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--p50-only", action="store_true",
+                        help="only the sequential p50 of raw httpx2 and vault.request")
     args = parser.parse_args()
+    if args.p50_only:
+        await p50_only(args.requests)
+        return
     print(f"alter_mcp under test: {Path(alter_mcp.__file__).parent}")
     port, slow_port = free_port(), free_port()
     server = start_server(port)

@@ -164,6 +164,26 @@ def audit_export(fmt: str, since: str | None, until: str | None, principal: str 
     written = run(inner)
     where = f" to {output}" if output else ""
     click.echo(f"Exported {written} events{where}.", err=True)
+    for event in run(_unfinished):
+        click.echo(f"sent, outcome unknown: {_unfinished_line(event)}", err=True)
+
+
+async def _unfinished() -> list[AuditEvent]:
+    async with open_vault() as vault:
+        return await vault.audit_log.unfinished()
+
+
+def _unfinished_line(event: AuditEvent) -> str:
+    """Return one line naming a credential use whose outcome was never recorded."""
+    what = " ".join(part for part in (event.action, event.provider_id, event.grant_id,
+                                      event.method, event.url) if part)
+    return f"intent event {event.seq} at {event.time.isoformat()} {what}"
+
+
+def _unfinished_view(event: AuditEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "time": event.time.isoformat(), "action": event.action,
+            "principal": event.principal, "grant_id": event.grant_id,
+            "provider_id": event.provider_id, "method": event.method, "url": event.url}
 
 
 def _fmt(value: str) -> Any:
@@ -173,14 +193,19 @@ def _fmt(value: str) -> Any:
 @audit.command("verify")
 @json_option
 def audit_verify(as_json: bool) -> None:
-    """Walk the audit chain to its signed head; name the first bad event (exit 1 if any)."""
+    """Walk the audit chain to its signed head; name the first bad event (exit 1 if any).
+
+    Also lists credential uses whose intent was recorded but whose outcome never was (sent,
+    outcome unknown: the audit store failed after sending, or the process died).
+    """
     async def inner() -> Any:
         async with open_vault() as vault:
-            return await vault.verify_audit()
+            return await vault.verify_audit(), await vault.audit_log.unfinished()
 
-    report = run(inner)
+    report, unfinished = run(inner)
     data = {"ok": report.ok, "checked": report.checked, "first_bad_seq": report.first_bad_seq,
-            "problem": report.problem, "checkpoint_seq": report.checkpoint_seq}
+            "problem": report.problem, "checkpoint_seq": report.checkpoint_seq,
+            "sent_outcome_unknown": [_unfinished_view(e) for e in unfinished]}
 
     def render() -> None:
         since = (f" after the checkpoint at seq {report.checkpoint_seq}"
@@ -191,6 +216,9 @@ def audit_verify(as_json: bool) -> None:
         else:
             out.print(f"[red]BROKEN[/] at event {report.first_bad_seq}: ", end="")
             out.print(report.problem or "", markup=False)
+        for event in unfinished:
+            out.print("[yellow]sent, outcome unknown[/] ", end="")
+            out.print(_unfinished_line(event), markup=False, soft_wrap=True)
 
     emit(data, as_json, render)
     if not report.ok:

@@ -5,6 +5,8 @@ a database, one holds the store's refresh lease. Whoever gets through re-reads t
 and returns it unchanged if its version moved (someone else refreshed). The winner redeems the
 refresh token and writes the new set with compare-and-swap on the version, shielded from
 cancellation so a rotated refresh token is persisted before anyone could need it again.
+The refresh is audited write-ahead: its intent is committed before the refresh token is sent
+(if it cannot be, nothing is sent), its outcome after.
 Waiting is bounded: past ``wait`` seconds the caller gets ``TokenRefreshInProgressError``.
 """
 
@@ -18,12 +20,15 @@ from datetime import datetime
 
 import anyio
 
-from alter_mcp.audit import AuditEntry, AuditLog
+from alter_mcp.audit import AuditEntry, AuditLog, linked
 from alter_mcp.crypto import Envelope
 from alter_mcp.errors import (
     AlterError,
     GrantNotFoundError,
     ReAuthRequiredError,
+    RequestSentUnauditedError,
+    SentRequestFailedError,
+    StoreError,
     TokenRefreshInProgressError,
 )
 from alter_mcp.models import Grant, GrantStatus, Identity, Outcome
@@ -38,6 +43,8 @@ __all__ = ["RefreshCoordinator", "RepairLink"]
 #: Creates a repair connect session for a grant (asking for these scopes); returns its URL.
 RepairLink = Callable[[Grant, Sequence[str]], Awaitable[str]]
 
+_WHAT = "token refresh"
+_NOT_SENT_ON = "The API request was not sent with the refreshed token."
 _POLL_FIRST = 0.02
 _POLL_MAX = 0.25
 
@@ -145,36 +152,51 @@ class RefreshCoordinator:
         record: CredentialRecord, tokens: TokenSet, identity: Identity | None,
     ) -> TokenSet:
         started = time.monotonic()
+        intent = await self._audit.intent(AuditEntry(
+            "grant.refresh.intent", Outcome.ALLOWED, identity=identity, grant_id=grant.grant_id,
+            provider_id=grant.provider_id, method="POST",
+            url=provider.oauth.token_url if provider.oauth else None), tokens.secrets(),
+            what=_WHAT)
         # Shielded: once the provider rotates the refresh token, the new one must be stored.
         with anyio.CancelScope(shield=True):
             try:
                 fresh = await self._oauth.refresh(provider, client, tokens, now=self._clock())
             except InvalidGrantError as exc:
-                await self._mark_needs_reauth(grant, exc, tokens, identity)
+                await self._mark_needs_reauth(grant, exc, tokens, identity, intent)
                 raise await self._reauth_error(grant) from None
             except AlterError as exc:
-                await self._audit.record(AuditEntry.failed(
+                await self._audit.outcome(AuditEntry.failed(
                     "grant.refresh", exc, identity=identity, grant_id=grant.grant_id,
-                    provider_id=grant.provider_id), tokens.secrets())
+                    provider_id=grant.provider_id), tokens.secrets(), intent_seq=intent,
+                    sent=True, status=exc.details.get("status"), what=_WHAT, note=_NOT_SENT_ON)
                 raise
+            except Exception as exc:  # a bug after sending: typed, and audited as the outcome
+                await self._audit.outcome(AuditEntry.failed(
+                    "grant.refresh", exc, identity=identity, grant_id=grant.grant_id,
+                    provider_id=grant.provider_id), tokens.secrets(), intent_seq=intent,
+                    sent=True, status=None, what=_WHAT, note=_NOT_SENT_ON)
+                raise SentRequestFailedError(what=_WHAT, sent=True, status=None,
+                                             intent_seq=intent) from exc
             now = self._clock()
             new = seal_credential(self._envelope, grant.grant_id, fresh,
                                   version=record.version + 1, now=now)
             swapped = await self._store.swap_credential(new, expected_version=record.version)
             rotated = fresh.refresh_token != tokens.refresh_token
-            await self._audit.record(AuditEntry(
+            await self._audit.outcome(AuditEntry(
                 "grant.refresh", Outcome.ALLOWED, identity=identity, grant_id=grant.grant_id,
                 provider_id=grant.provider_id, latency_ms=(time.monotonic() - started) * 1e3,
                 reason=None if swapped else "a concurrent re-authorization replaced the tokens",
                 detail={"rotated": rotated, "version": new.version if swapped else None,
                         "expires_at": fresh.expires_at.isoformat() if fresh.expires_at else None},
-            ), [*tokens.secrets(), *fresh.secrets()])
+            ), [*tokens.secrets(), *fresh.secrets()], intent_seq=intent, sent=True, status=200,
+                what=_WHAT, note=_NOT_SENT_ON)
         if not swapped:
             return open_credential(self._envelope, await self._record(grant))
         return fresh
 
     async def _mark_needs_reauth(
         self, grant: Grant, exc: InvalidGrantError, tokens: TokenSet, identity: Identity | None,
+        intent: int,
     ) -> None:
         entry = AuditEntry(
             "grant.refresh", Outcome.DENIED, identity=identity, grant_id=grant.grant_id,
@@ -182,8 +204,13 @@ class RefreshCoordinator:
             reason="the provider rejected the refresh token; the grant needs re-authorization",
             detail={"status": GrantStatus.NEEDS_REAUTH.value, "http_status": exc.status},
         )
-        await self._store.set_grant_status(grant.grant_id, GrantStatus.NEEDS_REAUTH,
-                                           audit=self._audit.sealer(entry, tokens.secrets()))
+        try:
+            await self._store.set_grant_status(
+                grant.grant_id, GrantStatus.NEEDS_REAUTH,
+                audit=self._audit.sealer(linked(entry, intent), tokens.secrets()))
+        except StoreError as store_exc:
+            raise RequestSentUnauditedError(what=_WHAT, status=exc.status, intent_seq=intent,
+                                            note=_NOT_SENT_ON) from store_exc
 
     async def _reauth_error(self, grant: Grant) -> ReAuthRequiredError:
         url = await self._repair_link(grant, ())

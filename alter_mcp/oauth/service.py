@@ -334,28 +334,43 @@ class OAuthService:
         return tokens
 
     async def revoke_at_provider(
-        self, grant: Grant
-    ) -> tuple[Literal["revoked", "failed", "not_supported", "not_applicable"], str | None]:
-        """Revoke a grant's tokens at the provider (RFC 7009); return the outcome and why."""
+        self, grant: Grant, identity: Identity | None = None,
+    ) -> tuple[Literal["revoked", "failed", "not_supported", "not_applicable"], str | None,
+               int | None]:
+        """Revoke a grant's tokens at the provider (RFC 7009); return the outcome, why, and
+        the seq of the intent event committed before the tokens were decrypted (if sent).
+
+        Raise ``AuditWriteError`` (nothing sent) if the intent cannot be written; the
+        caller's event about the revocation is its outcome.
+        """
         if grant.kind is not GrantKind.OAUTH:
-            return "not_applicable", None
+            return "not_applicable", None, None
         try:
             provider = self.ctx.oauth_provider(grant.provider_id)
             if provider.oauth is None or provider.oauth.revocation_url is None:
-                return "not_supported", None
+                return "not_supported", None, None
             record = await self.ctx.store.get_credential(grant.grant_id)
             if record is None:
-                return "not_applicable", "no stored credential"
-            tokens = open_credential(self.ctx.envelope, record)
+                return "not_applicable", "no stored credential", None
             client = await self.ctx.client_for(provider)
+        except AlterError as exc:
+            return "failed", exc.message, None
+        intent = await self.ctx.audit.intent(AuditEntry(
+            "grant.revoke.intent", Outcome.ALLOWED, identity=identity, grant_id=grant.grant_id,
+            provider_id=grant.provider_id, method="POST", url=provider.oauth.revocation_url),
+            what="revocation at the provider")
+        try:
+            tokens = open_credential(self.ctx.envelope, record)
             if tokens.refresh_token is not None:
                 await self.ctx.oauth.revoke(provider, client, tokens.refresh_token,
                                             hint="refresh_token")
             await self.ctx.oauth.revoke(provider, client, tokens.access_token,
                                         hint="access_token")
         except AlterError as exc:
-            return "failed", exc.message
-        return "revoked", None
+            return "failed", exc.message, intent
+        except Exception as exc:  # a bug after sending: the caller's event records it
+            return "failed", f"unexpected error ({type(exc).__name__})", intent
+        return "revoked", None, intent
 
     async def configure_provider(
         self, identity: Identity, provider_id: str, *, client_id: object,

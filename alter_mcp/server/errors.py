@@ -23,7 +23,9 @@ from alter_mcp.errors import (
     PolicyViolationError,
     ProviderNotConfiguredError,
     ReAuthRequiredError,
+    RequestSentUnauditedError,
     ScopeReauthRequiredError,
+    SentRequestFailedError,
     StoreError,
 )
 from alter_mcp.redaction import redact_text
@@ -77,7 +79,16 @@ def _next_step(exc: AlterError) -> str | None:
 
 def describe(exc: AlterError) -> str:
     """Return the model-facing text of a vault error: what happened, then the next step."""
-    if isinstance(exc, StoreError | CryptoError | AuditWriteError):
+    if isinstance(exc, RequestSentUnauditedError | SentRequestFailedError):
+        # Sent already: the model must not send it again, whatever else went wrong.
+        return redact_text(f"[{exc.code}] {exc.message} Do not retry this request: it was "
+                           "already sent. Tell the user it was made but its outcome needs "
+                           "checking.")
+    if isinstance(exc, AuditWriteError):
+        return (f"[{exc.code}] The vault could not write its audit log, so it did nothing: "
+                "nothing was sent to the provider. Retry later; if it persists, an operator "
+                "should run `alter-mcp doctor`.")
+    if isinstance(exc, StoreError | CryptoError):
         # Internal failures: the code is enough; details belong in the operator's logs.
         return (f"[{exc.code}] The vault could not complete the action. Retry later; if it "
                 "persists, an operator should run `alter-mcp doctor`.")

@@ -170,7 +170,9 @@ def register_grant_tools(server: FastMCP, binder: CallerBinder) -> None:
         `headers` and `body` (parsed JSON when possible, capped; `truncated` says so). If a
         policy rule requires approval the user is asked first. An error names the next
         step: `connect` when no grant exists, a link when the user must re-authorize, the
-        candidates when several grants match, the rule when policy denies.
+        candidates when several grants match, the rule when policy denies. An error saying
+        the request was sent (`audit_outcome_failed`, `sent_request_failed`) means it reached
+        the provider: never send it again.
         """
         with tool_errors():
             vault = await binder.vault_for(ctx, "authenticated_request")

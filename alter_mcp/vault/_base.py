@@ -1,8 +1,9 @@
 """The vault's shared core and the base every group of actions builds on.
 
-Every action runs in the same order: identify the caller, resolve the grant, check it may be
-used, act, and write the audit event before answering (in the same transaction as any change
-it makes). Errors are typed; none carries a secret.
+Every public action runs through :meth:`VaultBase._action`, in the same order: identify the
+caller, resolve the grant, check it may be used, act, and write the audit event before
+answering (in the same transaction as any change it makes), denied or failed actions too.
+Errors are typed; none carries a secret.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import secrets as _secrets
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
 import httpx2
@@ -24,12 +25,13 @@ from alter_mcp.audit import AuditEntry, AuditLog, ChainReport
 from alter_mcp.config import Settings, load_settings
 from alter_mcp.crypto import Envelope, Keyring
 from alter_mcp.errors import (
-    AlterError,
+    AuditWriteError,
     AuthenticationError,
     ConfigurationError,
     GrantNotFoundError,
     InvalidInputError,
     PolicyViolationError,
+    RequestSentUnauditedError,
     SecretNotFoundError,
     StoreError,
     VaultClosedError,
@@ -53,9 +55,12 @@ from alter_mcp.redaction import Secret
 from alter_mcp.store import Store, open_store
 from alter_mcp.store.base import PruneResult
 from alter_mcp.tokens import JwtVerifier, VerifiedToken
+from alter_mcp.vault._action import Action
 from alter_mcp.vault.keycheck import existing_keyring, keyring_loader, settle_keyring
 
 __all__ = ["VaultBase", "secret_binding"]
+
+T = TypeVar("T")
 
 _SECRET_CACHE_SIZE = 1024
 
@@ -364,9 +369,35 @@ class VaultBase:
         )
 
     # -- helpers shared by actions ---------------------------------------------------------
-    async def _fail(self, action: str, exc: BaseException, ident: Identity | None,
-                    **facts: Any) -> None:
-        await self._core.audit.record(AuditEntry.failed(action, exc, identity=ident, **facts))
+    async def _action(self, name: str, body: Callable[[Action], Awaitable[T]],
+                      **facts: Any) -> T:
+        """Identify the caller, run ``body``, and audit the outcome, allowed or denied."""
+        try:
+            ident = await self.current_identity()
+        except Exception as exc:
+            await self._fail(name, exc, None, **facts)
+            raise
+        act = Action(self._core.audit, name, ident, facts)
+        try:
+            result = await body(act)
+        except Exception as exc:
+            await self._fail(name, exc, ident, secrets=act.secrets, **act.facts)
+            raise
+        if not act.audited:
+            await self._core.audit.record(act.entry(), act.secrets)
+        return result
+
+    async def _fail(self, action: str, exc: BaseException, ident: Identity | None, *,
+                    secrets: Iterable[str | Secret] = (), **facts: Any) -> None:
+        try:
+            await self._core.audit.record(
+                AuditEntry.failed(action, exc, identity=ident, **facts), secrets)
+        except AuditWriteError:
+            # An error that already says what the audit failure means (nothing sent, or sent
+            # but not recorded) must reach the caller unchanged.
+            if isinstance(exc, AuditWriteError | RequestSentUnauditedError):
+                raise exc from None
+            raise
 
     async def _usable_grant(self, ident: Identity, grant_id: str) -> Grant:
         if not isinstance(grant_id, str) or not grant_id.strip():
@@ -422,10 +453,10 @@ class VaultBase:
 
     async def prune_audit(self, older_than: timedelta | datetime | None = None) -> PruneResult:
         """Delete audit events older than the retention behind a signed checkpoint (operators)."""
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "prune the audit log")
-            if older_than is None:
+        async def act(action: Action) -> PruneResult:
+            self._require_admin(action.identity, "prune the audit log")
+            cutoff = older_than
+            if cutoff is None:
                 days = self._core.settings.audit_retention_days
                 if days is None:
                     raise ConfigurationError(
@@ -433,12 +464,12 @@ class VaultBase:
                         setting="ALTER_MCP_AUDIT_RETENTION_DAYS",
                         hint="Set ALTER_MCP_AUDIT_RETENTION_DAYS (in days), or pass older_than"
                              " (alter-mcp audit prune --older-than-days N).")
-                older_than = timedelta(days=days)
+                cutoff = timedelta(days=days)
+            action.audited_by_callee()  # the prune's own transaction writes "audit.prune"
             return await self._core.audit.prune(
-                older_than, keyring=self._core.envelope.keyring, identity=ident)
-        except AlterError as exc:
-            await self._fail("audit.prune", exc, ident)
-            raise
+                cutoff, keyring=self._core.envelope.keyring, identity=action.identity)
+
+        return await self._action("audit.prune", act)
 
     @property
     def audit_log(self) -> AuditLog:

@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from alter_mcp.audit import AuditEntry
 from alter_mcp.errors import (
-    AlterError,
     InvalidInputError,
 )
 from alter_mcp.models import (
     ApiKeyRecord,
     Identity,
-    Outcome,
 )
 from alter_mcp.redaction import Secret
 
@@ -22,6 +19,7 @@ if TYPE_CHECKING:
     from alter_mcp.login import AuthResult
     from alter_mcp.tokens import JwtVerifier, VerifiedToken
 
+from alter_mcp.vault._action import Action
 from alter_mcp.vault._base import VaultBase, _safe_id
 
 __all__ = ["AccessActions"]
@@ -35,48 +33,39 @@ class AccessActions(VaultBase):
         """Create an agent API key (operators only); the key itself is returned once only."""
         from alter_mcp import apikeys
 
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "create agent API keys")
+        async def act(action: Action) -> tuple[ApiKeyRecord, Secret]:
+            self._require_admin(action.identity, "create agent API keys")
             record, key = apikeys.new_key(name, now=self._core.clock())
-            entry = AuditEntry("apikey.create", Outcome.ALLOWED, identity=ident, detail={
-                "key_id": record.key_id, "name": record.name, "prefix": record.prefix})
-            await self._core.store.insert_api_key(
-                record, audit=self._core.audit.sealer(entry, [key]))
-        except AlterError as exc:
-            await self._fail("apikey.create", exc, ident)
-            raise
-        return record, key
+            action.redact([key])
+            action.note(detail={"key_id": record.key_id, "name": record.name,
+                                "prefix": record.prefix})
+            await self._core.store.insert_api_key(record, audit=action.sealer())
+            return record, key
+
+        return await self._action("apikey.create", act)
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
         """Return every agent API key's record: name, prefix, dates; never a key (operators)."""
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "list agent API keys")
+        async def act(action: Action) -> list[ApiKeyRecord]:
+            self._require_admin(action.identity, "list agent API keys")
             found = await self._core.store.list_api_keys()
-        except AlterError as exc:
-            await self._fail("apikey.list", exc, ident)
-            raise
-        await self._core.audit.record(AuditEntry("apikey.list", Outcome.ALLOWED, identity=ident,
-                                                 detail={"count": len(found)}))
-        return found
+            action.note(detail={"count": len(found)})
+            return found
+
+        return await self._action("apikey.list", act)
 
     async def revoke_api_key(self, key_id: str) -> None:
         """Revoke an agent API key at once (operators only); its next request is refused."""
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "revoke agent API keys")
-            entry = AuditEntry("apikey.revoke", Outcome.ALLOWED, identity=ident,
-                               detail={"key_id": _safe_id(key_id)})
+        async def act(action: Action) -> None:
+            self._require_admin(action.identity, "revoke agent API keys")
             done = await self._core.store.revoke_api_key(
-                str(key_id), self._core.clock(), audit=self._core.audit.sealer(entry))
+                str(key_id), self._core.clock(), audit=action.sealer())
             if not done:
                 raise InvalidInputError(f"No active API key {str(key_id)[:64]!r}.",
                                         field="key_id",
                                         hint="List the keys with `alter-mcp keys list`.")
-        except AlterError as exc:
-            await self._fail("apikey.revoke", exc, ident, detail={"key_id": _safe_id(key_id)})
-            raise
+
+        await self._action("apikey.revoke", act, detail={"key_id": _safe_id(key_id)})
 
     async def authenticate_api_key(self, key: str) -> Identity:
         """Return the agent identity of a presented key, or raise ``AuthenticationError``."""

@@ -6,11 +6,10 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from alter_mcp.audit import AuditEntry
 from alter_mcp.errors import (
-    AlterError,
     GrantNotFoundError,
     InvalidInputError,
+    VaultClosedError,
 )
 from alter_mcp.models import (
     ConnectSession,
@@ -18,7 +17,6 @@ from alter_mcp.models import (
     GrantKind,
     GrantStatus,
     Identity,
-    Outcome,
 )
 from alter_mcp.oauth.clients import OAuthClientInfo
 from alter_mcp.oauth.service import Opener
@@ -30,6 +28,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 
+from alter_mcp.vault._action import Action
 from alter_mcp.vault._base import VaultBase, _safe_id
 
 __all__ = ["ConnectActions"]
@@ -48,28 +47,26 @@ class ConnectActions(VaultBase):
         return_url: str | None = None,
     ) -> ConnectLink:
         """Create a single-use connect link for the caller (or to repair one of its grants)."""
-        ident = await self.current_identity()
-        try:
-            return await self._oauth.create_session(
-                ident, providers=allowed_providers, scopes=scopes, account_hint=account_hint,
-                repair_grant_id=repair_grant_id, return_url=return_url)
-        except AlterError as exc:
-            await self._fail("connect.create", exc, ident, grant_id=_safe_id(repair_grant_id))
-            raise
+        async def act(action: Action) -> ConnectLink:
+            link = await self._oauth.create_session(
+                action.identity, providers=allowed_providers, scopes=scopes,
+                account_hint=account_hint, repair_grant_id=repair_grant_id,
+                return_url=return_url)
+            action.audited_by_callee()  # "connect.create", its link's token redacted
+            return link
+
+        return await self._action("connect.create", act, grant_id=_safe_id(repair_grant_id))
 
     async def connect_status(self, session_id: str) -> ConnectSession:
         """Return the status of one of the caller's connect sessions and its grant ids."""
-        ident = await self.current_identity()
-        try:
-            session = await self._oauth.session(ident, session_id)
-        except AlterError as exc:
-            await self._fail("connect.status", exc, ident,
-                             detail={"session_id": _safe_id(session_id)})
-            raise
-        await self._core.audit.record(AuditEntry(
-            "connect.status", Outcome.ALLOWED, identity=ident,
-            detail={"session_id": session.session_id, "status": session.status.value}))
-        return session
+        async def act(action: Action) -> ConnectSession:
+            session = await self._oauth.session(action.identity, session_id)
+            action.note(detail={"session_id": session.session_id,
+                                "status": session.status.value})
+            return session
+
+        return await self._action("connect.status", act,
+                                  detail={"session_id": _safe_id(session_id)})
 
     async def connect(
         self,
@@ -81,29 +78,30 @@ class ConnectActions(VaultBase):
         account_hint: str | None = None,
     ) -> list[ConnectResult]:
         """Connect each provider headlessly: show the link, wait, return one result each."""
-        if isinstance(providers, str) or not providers:
-            raise InvalidInputError("providers must be a non-empty list of provider ids.",
-                                    field="providers", hint='Pass e.g. ["github"].')
-        if not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
-            raise InvalidInputError("timeout must be between 0 and 3600 seconds.",
-                                    field="timeout")
-        results = []
-        for provider_id in dict.fromkeys(providers):
-            link = await self.create_connect_session(
-                allowed_providers=[provider_id], scopes=scopes, account_hint=account_hint)
-            try:
-                session = await self._oauth.present_and_wait(link, open_browser, float(timeout))
-            except AlterError as exc:
-                await self._fail("connect.wait", exc, await self.current_identity(),
-                                 provider_id=provider_id,
-                                 detail={"session_id": link.session_id})
-                raise
-            grant = await self._core.store.get_grant(session.grant_ids[0])
-            results.append(ConnectResult(
-                provider_id=provider_id, grant_id=session.grant_ids[0],
-                account_identifier=grant.account_identifier if grant else None,
-                scopes=grant.scopes if grant else (), session_id=link.session_id))
-        return results
+        async def act(action: Action) -> list[ConnectResult]:
+            if isinstance(providers, str) or not providers:
+                raise InvalidInputError("providers must be a non-empty list of provider ids.",
+                                        field="providers", hint='Pass e.g. ["github"].')
+            if not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+                raise InvalidInputError("timeout must be between 0 and 3600 seconds.",
+                                        field="timeout")
+            results = []
+            for provider_id in dict.fromkeys(providers):
+                action.note(provider_id=_safe_id(provider_id), detail={})
+                link = await self.create_connect_session(
+                    allowed_providers=[provider_id], scopes=scopes, account_hint=account_hint)
+                action.note(detail={"session_id": link.session_id})
+                session = await self._oauth.present_and_wait(link, open_browser,
+                                                             float(timeout))
+                grant = await self._core.store.get_grant(session.grant_ids[0])
+                results.append(ConnectResult(
+                    provider_id=provider_id, grant_id=session.grant_ids[0],
+                    account_identifier=grant.account_identifier if grant else None,
+                    scopes=grant.scopes if grant else (), session_id=link.session_id))
+            action.note(provider_id=None, detail={"grant_ids": [r.grant_id for r in results]})
+            return results
+
+        return await self._action("connect", act)
 
     async def configure_provider(
         self,
@@ -115,15 +113,15 @@ class ConnectActions(VaultBase):
         redirect_uri: str | None = None,
     ) -> OAuthClientInfo:
         """Store this deployment's OAuth client for a provider, secret encrypted (operators)."""
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "configure OAuth clients")
-            return await self._oauth.configure_provider(
-                ident, provider_id, client_id=client_id, client_secret=client_secret,
+        async def act(action: Action) -> OAuthClientInfo:
+            self._require_admin(action.identity, "configure OAuth clients")
+            info = await self._oauth.configure_provider(
+                action.identity, provider_id, client_id=client_id, client_secret=client_secret,
                 scopes=scopes, redirect_uri=redirect_uri)
-        except AlterError as exc:
-            await self._fail("provider.configure", exc, ident, provider_id=_safe_id(provider_id))
-            raise
+            action.audited_by_callee()  # in the same transaction as the stored client
+            return info
+
+        return await self._action("provider.configure", act, provider_id=_safe_id(provider_id))
 
     def connect_app(self) -> Starlette:
         """Return the connect pages (``/connect/{token}``, ``/oauth/callback``) to mount."""
@@ -152,9 +150,19 @@ class ConnectActions(VaultBase):
         Give ``grant_id``, or ``provider`` (plus ``account`` when the caller has several).
         ``approver`` asks a human when a policy rule requires approval.
         """
-        ident = await self.current_identity()  # opens the vault on its first action
+        # The identity is resolved once per request (opening the vault on its first action);
+        # a token-based source verifies a JWT.
+        try:
+            ident = await self.current_identity()
+        except VaultClosedError:
+            raise  # a closed vault has no log to write to
+        except Exception as exc:
+            await self._fail("request", exc, None)
+            raise
         assert self._core.outbound is not None
-        # The identity is resolved once per request: a token-based source verifies a JWT.
+        # Outbound.request is this action's audited path: one denied event when refused
+        # before sending, else an intent committed before the credential is read, then the
+        # outcome (write-ahead).
         return await self._core.outbound.request(
             ident, method, url, credential=functools.partial(self._credential_for,
                                                              identity=ident),

@@ -8,19 +8,19 @@ import json
 from datetime import datetime
 from typing import Any
 
-from alter_mcp.audit import AuditEntry
 from alter_mcp.errors import (
-    AlterError,
     GrantNotFoundError,
     InvalidInputError,
+    RequestSentUnauditedError,
+    StoreError,
 )
 from alter_mcp.models import (
     Grant,
     GrantPage,
     GrantStatus,
-    Outcome,
     RevokeResult,
 )
+from alter_mcp.vault._action import Action
 from alter_mcp.vault._base import VaultBase, _safe_id
 
 __all__ = ["GrantActions"]
@@ -41,8 +41,7 @@ class GrantActions(VaultBase):
         cursor: str | None = None,
     ) -> GrantPage:
         """Return one page of the caller's grants (metadata only) and the next cursor."""
-        ident = await self.current_identity()
-        try:
+        async def act(action: Action) -> GrantPage:
             if not isinstance(limit, int) or not 1 <= limit <= _MAX_PAGE:
                 raise InvalidInputError(f"limit must be between 1 and {_MAX_PAGE}.",
                                         field="limit", hint="Use a smaller page and the cursor.")
@@ -51,33 +50,24 @@ class GrantActions(VaultBase):
             status_value = _parse_status(status)
             after = _decode_cursor(cursor) if cursor else None
             rows = await self._core.store.list_grants(
-                ident.owner_keys(), provider_id=provider_id, status=status_value,
+                action.identity.owner_keys(), provider_id=provider_id, status=status_value,
                 limit=limit + 1, after=after,
             )
-        except AlterError as exc:
-            await self._fail("grant.list", exc, ident, provider_id=provider_id)
-            raise
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = _encode_cursor(page[-1]) if more and page else None
-        await self._core.audit.record(AuditEntry(
-            "grant.list", Outcome.ALLOWED, identity=ident, provider_id=provider_id,
-            detail={"count": len(page)},
-        ))
-        return GrantPage(grants=tuple(page), next_cursor=next_cursor)
+            page, more = rows[:limit], len(rows) > limit
+            action.note(detail={"count": len(page)})
+            return GrantPage(grants=tuple(page),
+                             next_cursor=_encode_cursor(page[-1]) if more and page else None)
+
+        return await self._action("grant.list", act, provider_id=_safe_id(provider_id))
 
     async def get_grant(self, grant_id: str) -> Grant:
         """Return one of the caller's grants by id."""
-        ident = await self.current_identity()
-        try:
-            grant = await self._usable_grant(ident, grant_id)
-        except AlterError as exc:
-            await self._fail("grant.get", exc, ident, grant_id=_safe_id(grant_id))
-            raise
-        await self._core.audit.record(AuditEntry(
-            "grant.get", Outcome.ALLOWED, identity=ident, grant_id=grant.grant_id,
-            provider_id=grant.provider_id,
-        ))
-        return grant
+        async def act(action: Action) -> Grant:
+            grant = await self._usable_grant(action.identity, grant_id)
+            action.note(grant_id=grant.grant_id, provider_id=grant.provider_id)
+            return grant
+
+        return await self._action("grant.get", act, grant_id=_safe_id(grant_id))
 
     def grant_view(self, grant: Grant) -> dict[str, Any]:
         """Return a grant's public view plus where to call: its API hosts and base URL."""
@@ -90,33 +80,35 @@ class GrantActions(VaultBase):
 
     async def revoke_grant(self, grant_id: str, *, reason: str | None = None) -> RevokeResult:
         """Revoke one of the caller's grants: delete its credential and mark it revoked."""
-        ident = await self.current_identity()
-        try:
-            grant = await self._usable_grant(ident, grant_id)
+        async def act(action: Action) -> RevokeResult:
+            grant = await self._usable_grant(action.identity, grant_id)
             if grant.status is GrantStatus.REVOKED:
                 raise GrantNotFoundError(f"Grant {grant_id!r} is already revoked.",
                                          grant_id=grant_id)
             # At the provider first (it needs the token); its failure keeps nothing local.
-            outcome, why = await self._oauth.revoke_at_provider(grant)
+            outcome, why, intent = await self._oauth.revoke_at_provider(grant, action.identity)
             revoked_at = self._core.clock()
-            entry = AuditEntry(
-                "grant.revoke", Outcome.ALLOWED, identity=ident, grant_id=grant.grant_id,
-                provider_id=grant.provider_id, reason=reason,
-                detail={"provider_revocation": outcome, "provider_detail": why},
-            )
-            done = await self._core.store.revoke_grant(
-                grant.grant_id, revoked_at, audit=self._core.audit.sealer(entry)
-            )
+            action.note(grant_id=grant.grant_id, provider_id=grant.provider_id,
+                        detail={"provider_revocation": outcome, "provider_detail": why})
+            action.link(intent)  # this event is the outcome of the revocation's intent
+            try:
+                done = await self._core.store.revoke_grant(grant.grant_id, revoked_at,
+                                                           audit=action.sealer())
+            except StoreError as exc:
+                if intent is None:
+                    raise
+                raise RequestSentUnauditedError(
+                    what="revocation at the provider", status=None, intent_seq=intent,
+                    note=f"The provider reported: {outcome}. The grant is not marked revoked "
+                         "here yet.") from exc
             if not done:
                 raise GrantNotFoundError(f"Grant {grant_id!r} is already revoked.",
                                          grant_id=grant_id)
-        except AlterError as exc:
-            await self._fail("grant.revoke", exc, ident, grant_id=_safe_id(grant_id),
-                             reason=reason)
-            raise
-        return RevokeResult(grant_id=grant.grant_id, revoked_at=revoked_at,
-                            provider_revocation=outcome, provider_detail=why)
+            return RevokeResult(grant_id=grant.grant_id, revoked_at=revoked_at,
+                                provider_revocation=outcome, provider_detail=why)
 
+        return await self._action("grant.revoke", act, grant_id=_safe_id(grant_id),
+                                  reason=reason)
 
 
 def _parse_status(status: GrantStatus | str | None) -> GrantStatus | None:

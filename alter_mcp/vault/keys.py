@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from alter_mcp.audit import AuditEntry
 from alter_mcp.crypto import RecordBinding, key_id_of
 from alter_mcp.errors import AlterError, InvalidInputError
 from alter_mcp.models import Outcome
@@ -23,6 +22,7 @@ from alter_mcp.oauth.clients import provider_secret_binding
 from alter_mcp.oauth.sessions import verifier_binding
 from alter_mcp.oauth.tokens import credential_binding
 from alter_mcp.store import EncryptedField, EncryptedRef
+from alter_mcp.vault._action import Action
 from alter_mcp.vault._base import VaultBase, secret_binding
 
 __all__ = ["KeyActions", "RotationFailure", "RotationProgress", "RotationReport",
@@ -98,16 +98,12 @@ class KeyActions(VaultBase):
 
     async def record_new_key(self, key_id: str, *, source: str) -> None:
         """Audit that a new key-encryption key was made (``source``: key_file or environment)."""
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "add encryption keys")
-        except AlterError as exc:
-            await self._fail("key.add", exc, ident)
-            raise
-        await self._core.audit.record(AuditEntry(
-            "key.add", Outcome.ALLOWED, identity=ident,
-            detail={"key_id": key_id, "source": source,
-                    "keyring": list(self._core.envelope.keyring.ids)}))
+        async def act(action: Action) -> None:
+            self._require_admin(action.identity, "add encryption keys")
+            action.note(detail={"key_id": key_id, "source": source,
+                                "keyring": list(self._core.envelope.keyring.ids)})
+
+        await self._action("key.add", act)
 
     async def pending_rewrap(self, *, limit: int = COUNT_LIMIT) -> int | None:
         """Return how many blobs are wrapped by an older key (None if more than ``limit``)."""
@@ -125,9 +121,8 @@ class KeyActions(VaultBase):
         stopped. Blobs that cannot be opened (their key is gone, or they are corrupt) are
         reported in ``failures`` and left as they are (the run stops after 1000 of them).
         """
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "rotate encryption keys")
+        async def act(action: Action) -> RotationReport:
+            self._require_admin(action.identity, "rotate encryption keys")
             if isinstance(batch, bool) or not isinstance(batch, int) or not (
                     1 <= batch <= _MAX_BATCH):
                 raise InvalidInputError(f"batch must be between 1 and {_MAX_BATCH}.",
@@ -137,17 +132,15 @@ class KeyActions(VaultBase):
                 raise InvalidInputError("max_batches must be a positive number.",
                                         field="max_batches", hint="Omit it to finish the run.")
             report = await self._rewrap_all(batch, max_batches, progress)
-        except AlterError as exc:
-            await self._fail("key.rotate", exc, ident)
-            raise
-        await self._core.audit.record(AuditEntry(
-            "key.rotate", Outcome.ALLOWED if not report.failures else Outcome.ERROR,
-            identity=ident, detail={
+            action.outcome = Outcome.ALLOWED if not report.failures else Outcome.ERROR
+            action.note(detail={
                 "key_id": report.key_id, "rewrapped": report.rewrapped, "raced": report.raced,
                 "left": report.left, "batches": report.batches,
                 "failed": len(report.failures),
-                "keyring": list(self._core.envelope.keyring.ids)}))
-        return report
+                "keyring": list(self._core.envelope.keyring.ids)})
+            return report
+
+        return await self._action("key.rotate", act)
 
     async def _rewrap_all(self, batch: int, max_batches: int | None,
                           progress: RotationProgress | None) -> RotationReport:

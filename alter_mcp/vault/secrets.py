@@ -7,10 +7,8 @@ import uuid
 from collections.abc import Mapping
 
 from alter_mcp import managed as admin
-from alter_mcp.audit import AuditEntry
 from alter_mcp.crypto import key_id_of
 from alter_mcp.errors import (
-    AlterError,
     InvalidInputError,
     SecretNotFoundError,
 )
@@ -19,9 +17,9 @@ from alter_mcp.models import (
     GrantKind,
     GrantStatus,
     ManagedSecret,
-    Outcome,
     Principal,
 )
+from alter_mcp.vault._action import Action
 from alter_mcp.vault._base import VaultBase, _safe_id, secret_binding
 
 __all__ = ["SecretActions"]
@@ -37,12 +35,12 @@ class SecretActions(VaultBase):
         self, provider_id: str, fields: Mapping[str, str], *, label: str
     ) -> ManagedSecret:
         """Store a developer-owned credential (API key, basic pair, AWS keys) encrypted."""
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "create managed secrets")
+        async def act(action: Action) -> ManagedSecret:
+            self._require_admin(action.identity, "create managed secrets")
             provider = self._core.catalog.get(provider_id)
             sealed, connection = admin.split_connection(provider, fields)
             values = admin.validate_secret_fields(provider, sealed)
+            action.redact(values.values())
             if not isinstance(label, str) or not label.strip() or _CONTROL.search(label):
                 raise InvalidInputError("label must be a non-empty single line.", field="label")
             secret = ManagedSecret(
@@ -51,58 +49,47 @@ class SecretActions(VaultBase):
                 connection=connection,
             )
             blob = self._core.envelope.seal_json(values, aad=secret_binding(secret.secret_id))
-            entry = AuditEntry("secret.create", Outcome.ALLOWED, identity=ident,
-                               provider_id=provider.id, detail={"secret_id": secret.secret_id})
-            await self._core.store.insert_secret(
-                secret, blob, key_id_of(blob),
-                audit=self._core.audit.sealer(entry, values.values()),
-            )
-        except AlterError as exc:
-            await self._fail("secret.create", exc, ident, provider_id=_safe_id(provider_id),
-                             detail={}, )
-            raise
-        return secret
+            action.note(provider_id=provider.id, detail={"secret_id": secret.secret_id})
+            await self._core.store.insert_secret(secret, blob, key_id_of(blob),
+                                                 audit=action.sealer())
+            return secret
+
+        return await self._action("secret.create", act, provider_id=_safe_id(provider_id))
 
     async def list_managed_secrets(self) -> list[ManagedSecret]:
         """Return every managed secret's metadata (operators only)."""
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "list managed secrets")
+        async def act(action: Action) -> list[ManagedSecret]:
+            self._require_admin(action.identity, "list managed secrets")
             found = await self._core.store.list_secrets()
-        except AlterError as exc:
-            await self._fail("secret.list", exc, ident)
-            raise
-        await self._core.audit.record(AuditEntry("secret.list", Outcome.ALLOWED, identity=ident,
-                                                 detail={"count": len(found)}))
-        return found
+            action.note(detail={"count": len(found)})
+            return found
+
+        return await self._action("secret.list", act)
 
     async def create_managed_secret_grant(
         self, secret_id: str, *, principal: Principal, label: str | None = None
     ) -> Grant:
         """Let ``principal`` (a user, group or the system) use a managed secret."""
-        ident = await self.current_identity()
-        try:
-            self._require_admin(ident, "grant managed secrets")
+        async def act(action: Action) -> Grant:
+            self._require_admin(action.identity, "grant managed secrets")
             found = await self._core.store.get_secret(secret_id)
             if found is None:
                 raise SecretNotFoundError(secret_id)
             secret, _ = found
-            principal = await self.resolve_principal(principal)
-            admin.check_grant_principal(principal, label)
+            owner = await self.resolve_principal(principal)
+            admin.check_grant_principal(owner, label)
             now = self._core.clock()
             grant = Grant(
                 grant_id=str(uuid.uuid4()), kind=GrantKind.MANAGED_SECRET,
-                provider_id=secret.provider_id, owner=principal,
-                account_identifier=secret.label, label=label or principal.label or secret.label,
+                provider_id=secret.provider_id, owner=owner,
+                account_identifier=secret.label, label=label or owner.label or secret.label,
                 status=GrantStatus.ACTIVE, secret_id=secret.secret_id, created_at=now,
                 updated_at=now, connection=dict(secret.connection),
             )
-            entry = AuditEntry("secret.grant", Outcome.ALLOWED, identity=ident,
-                               grant_id=grant.grant_id, provider_id=grant.provider_id,
-                               detail={"secret_id": secret.secret_id, "owner": principal.key})
-            await self._core.store.insert_grant(grant, None,
-                                                audit=self._core.audit.sealer(entry))
-        except AlterError as exc:
-            await self._fail("secret.grant", exc, ident, detail={"secret_id": _safe_id(secret_id)})
-            raise
-        return grant
+            action.note(grant_id=grant.grant_id, provider_id=grant.provider_id,
+                        detail={"secret_id": secret.secret_id, "owner": owner.key})
+            await self._core.store.insert_grant(grant, None, audit=action.sealer())
+            return grant
+
+        return await self._action("secret.grant", act,
+                                  detail={"secret_id": _safe_id(secret_id)})

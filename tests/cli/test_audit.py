@@ -130,6 +130,32 @@ async def test_audit_verify_reports_deleted_newest_event(env: dict[str, str],
     assert "its outcome column disagrees with its hashed data" in edited["problem"]
 
 
+async def test_audit_verify_and_export_list_sent_outcome_unknown(env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    """A credential use with an intent and no outcome shows as "sent, outcome unknown"."""
+    from alter_mcp.audit import AuditEntry
+    from alter_mcp.models import Outcome
+
+    async with open_vault(tmp_path / "data") as vault:
+        done = await vault.audit_log.intent(AuditEntry(
+            "request.intent", Outcome.ALLOWED, method="GET", url="https://api.x.test/a"),
+            what="request")
+        await vault.audit_log.outcome(AuditEntry("request", Outcome.ALLOWED, status=200),
+                                      intent_seq=done, sent=True, status=200, what="request")
+        lost = await vault.audit_log.intent(AuditEntry(
+            "request.intent", Outcome.ALLOWED, grant_id="g-1", method="POST",
+            url="https://api.x.test/pay"), what="request")
+    report = as_json(run(["audit", "verify", "--json"], env))
+    assert report["ok"] and [e["seq"] for e in report["sent_outcome_unknown"]] == [lost]
+    assert report["sent_outcome_unknown"][0]["url"] == "https://api.x.test/pay"
+    human = run(["audit", "verify"], env)
+    assert human.returncode == 0
+    assert f"sent, outcome unknown intent event {lost} " in " ".join(human.stdout.split())
+    exported = run(["audit", "export"], env)
+    assert exported.returncode == 0 and f"sent, outcome unknown: intent event {lost} " \
+        in exported.stderr and "POST https://api.x.test/pay" in exported.stderr
+
+
 async def test_audit_prune_keeps_the_chain_verifiable(env: dict[str, str],
                                                       tmp_path: Path) -> None:
     """prune deletes old events behind a checkpoint; verify then says ok from there."""
