@@ -90,7 +90,7 @@ def test_vault_every_public_action_opens_the_vault_first() -> None:
             continue
         source = inspect.getsource(member)
         if not any(m in source for m in ("self.current_identity()", "self._ensure_open()",
-                                         "self._agent_identity(")):
+                                         "self._agent_identity(", "self._action(")):
             missing.append(name)
     assert missing == []
 
@@ -134,8 +134,9 @@ async def test_vault_agent_api_key_acts_as_the_agent(settings: Settings) -> None
     with pytest.raises(AuthenticationError, match="unknown or revoked"):
         await agent.list_grants()
     events = await agent.store.list_audit(AuditFilter(action="grant.list"))
-    assert [(e.caller, e.principal) for e in events] == [
-        ("billing-agent", f"agent:{record.key_id}")]
+    # The revoked key's attempt is audited too: denied, with no identity to name.
+    assert [(e.caller, e.principal, e.outcome.value) for e in events] == [
+        ("billing-agent", f"agent:{record.key_id}", "allowed"), (None, None, "denied")]
     assert key.reveal() not in repr(agent)
     assert key.reveal() not in str(await agent.store.list_audit(AuditFilter(limit=1000)))
     await agent.close()

@@ -375,7 +375,10 @@ class VaultBase:
         try:
             ident = await self.current_identity()
         except Exception as exc:
-            await self._fail(name, exc, None, **facts)
+            # A vault that is closed, or could not open (a wrong key, no database), has no
+            # log to write to: its own error says what to fix.
+            if self._core.opened:
+                await self._fail(name, exc, None, **facts)
             raise
         act = Action(self._core.audit, name, ident, facts)
         try:

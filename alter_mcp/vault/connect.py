@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from alter_mcp.errors import (
     GrantNotFoundError,
     InvalidInputError,
-    VaultClosedError,
 )
 from alter_mcp.models import (
     ConnectSession,
@@ -154,10 +153,10 @@ class ConnectActions(VaultBase):
         # a token-based source verifies a JWT.
         try:
             ident = await self.current_identity()
-        except VaultClosedError:
-            raise  # a closed vault has no log to write to
         except Exception as exc:
-            await self._fail("request", exc, None)
+            # A closed vault, or one that could not open, has no log to write to.
+            if self._core.opened:
+                await self._fail("request", exc, None)
             raise
         assert self._core.outbound is not None
         # Outbound.request is this action's audited path: one denied event when refused
