@@ -261,9 +261,11 @@ class ProviderNotConfiguredError(AlterError):
     code = "provider_not_configured"
 
     def __init__(self, provider_id: str, *, redirect_uri: str | None = None,
-                 config_file: str | None = None) -> None:
+                 config_file: str | None = None, console_url: str | None = None) -> None:
         where = f" ({config_file})" if config_file else ""
-        register = (f" Register the redirect URI {redirect_uri} with the provider's OAuth app."
+        app = f"the provider's OAuth app (created at {console_url})" if console_url else \
+            "the provider's OAuth app"
+        register = (f" Register the redirect URI {redirect_uri} with {app}."
                     if redirect_uri else "")
         super().__init__(
             f"Provider {provider_id!r} has no OAuth client configured on this server.",
@@ -274,6 +276,7 @@ class ProviderNotConfiguredError(AlterError):
             ),
             provider_id=provider_id,
             redirect_uri=redirect_uri,
+            console_url=console_url,
         )
         self.provider_id = provider_id
         self.redirect_uri = redirect_uri

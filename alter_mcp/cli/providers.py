@@ -105,6 +105,8 @@ def providers_show(provider_id: str, as_json: bool) -> None:
                           + provider.id)
             table.add_row("redirect uri", f"{redirect}  (register it with the provider's "
                           "OAuth app)")
+            if provider.oauth is not None and provider.oauth.console_url:
+                table.add_row("oauth apps", provider.oauth.console_url)
         if provider.docs_url:
             table.add_row("docs", provider.docs_url)
         out.print(table)

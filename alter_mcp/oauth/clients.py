@@ -93,7 +93,8 @@ async def resolve_client(
     if record is None:
         raise ProviderNotConfiguredError(
             provider.id, redirect_uri=settings.default_redirect_uri,
-            config_file=str(settings.config) if settings.config else None)
+            config_file=str(settings.config) if settings.config else None,
+            console_url=provider.oauth.console_url if provider.oauth else None)
     secret_value = None
     if record.secret_blob is not None:
         secret_value = Secret(envelope.open_text(

@@ -209,9 +209,11 @@ class OAuthSpec(BaseModel):
     token_endpoint_auth: TokenEndpointAuth = TokenEndpointAuth.CLIENT_SECRET_POST
     extra_authorize_params: dict[str, str] = Field(default_factory=dict)
     quirks: tuple[OAuthQuirk, ...] = ()
+    #: Where an operator creates this provider's OAuth app (and registers the redirect URI).
+    console_url: str | None = None
 
     @field_validator("authorization_url", "token_url", "revocation_url", "userinfo_url",
-                     "issuer", "refresh_url", "exchange_url")
+                     "issuer", "refresh_url", "exchange_url", "console_url")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
         if value is None:

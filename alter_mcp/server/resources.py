@@ -48,6 +48,7 @@ def _details(provider: Provider, configured: frozenset[str]) -> dict[str, Any]:
             "scope_separator": provider.oauth.scope_separator,
             "pkce": provider.oauth.pkce,
             "authorization_url": provider.oauth.authorization_url,
+            "console_url": provider.oauth.console_url,
         }
     if provider.connection:
         data["connection"] = [{"name": v.name, "label": v.label, "source": v.source.value}

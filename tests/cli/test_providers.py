@@ -28,6 +28,8 @@ def test_providers_list_and_show_the_catalogue(env: dict[str, str]) -> None:
     human = run(["providers", "show", "github"], env)
     assert "providers configure github" in human.stdout
     assert "redirect uri" in human.stdout and shown["redirect_uri"] in human.stdout
+    assert shown["oauth"]["console_url"] == "https://github.com/settings/developers"
+    assert "https://github.com/settings/developers" in human.stdout
 
 
 def test_providers_configure_reads_the_secret_from_stdin_or_env_never_prints_it(

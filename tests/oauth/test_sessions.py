@@ -163,3 +163,17 @@ async def test_configure_provider_refuses_non_operators_and_bad_values(
     assert await vault.store.get_provider_config(PROVIDER) is None
     events = await audit_dump(vault)
     assert [(e["action"], e["outcome"]) for e in events] == [("provider.configure", "denied")]
+
+
+async def test_not_configured_error_names_redirect_uri_and_console(
+    make_vault: VaultFactory,
+) -> None:
+    """Connecting an unconfigured provider says what to register, and where."""
+    vault = await make_vault(connect_port=8799)
+    with pytest.raises(ProviderNotConfiguredError) as caught:
+        await vault.create_connect_session(allowed_providers=["github"])
+    text = str(caught.value)
+    assert "http://127.0.0.1:8799/oauth/callback" in text
+    assert "https://github.com/settings/developers" in text
+    assert "alter-mcp providers configure github" in text
+    assert caught.value.to_dict()["redirect_uri"] == "http://127.0.0.1:8799/oauth/callback"

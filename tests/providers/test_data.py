@@ -162,6 +162,14 @@ def test_oauth_entry_urls_are_https(provider_id: str) -> None:
 
 
 @pytest.mark.parametrize("provider_id", OAUTH_IDS)
+def test_oauth_entry_names_where_its_oauth_app_is_created(provider_id: str) -> None:
+    """Every OAuth entry links the developer console where an operator creates its app."""
+    oauth = PROVIDERS[provider_id].oauth
+    assert oauth is not None and oauth.console_url is not None
+    assert oauth.console_url.startswith("https://") and " " not in oauth.console_url
+
+
+@pytest.mark.parametrize("provider_id", OAUTH_IDS)
 def test_oauth_entry_urls_have_no_placeholders(provider_id: str) -> None:
     """OAuth URLs are literal, except authorize URLs needing an override and {client_id}."""
     oauth = PROVIDERS[provider_id].oauth
