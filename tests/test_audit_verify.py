@@ -83,6 +83,7 @@ EDITS: dict[str, str] = {
     "data:garbage": "data = '[1]'",
     "prev_hash": f"prev_hash = '{FFF}'",
     "hash": f"hash = '{FFF}'",
+    "caller": "caller = 'someone-else'",
 }
 
 
@@ -175,7 +176,7 @@ async def test_verify_column_edit_located(store: Store, raw_sql: RawSQL, column:
     else:
         assert problem.startswith("event 3 was modified after it was written")
     if column in ("principal", "grant_id", "provider_id", "outcome", "action", "time",
-                  "prev_hash"):
+                  "prev_hash", "caller"):
         assert f"its {column} column disagrees with its hashed data" in problem
 
 
@@ -368,6 +369,9 @@ async def test_verify_upgraded_chain_signed_by_first_append(
     await raw_sql("DROP TABLE key_checks")
     await raw_sql("ALTER TABLE grants DROP COLUMN connection")
     await raw_sql("ALTER TABLE managed_secrets DROP COLUMN connection")
+    for index in ("audit_limit_grant", "audit_limit_caller", "audit_limit_principal"):
+        await raw_sql(f"DROP INDEX {index}")
+    await raw_sql("ALTER TABLE audit_events DROP COLUMN caller")
     await raw_sql("DELETE FROM schema_migrations WHERE version >= 2")
     reopened = await _reopen(store, request)
     try:

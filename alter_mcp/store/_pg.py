@@ -216,7 +216,8 @@ async def lock_audit(conn: Conn) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, AUDIT_LOCK)
 
 
-_INSERT_EVENT = "INSERT INTO audit_events VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+_INSERT_EVENT = (f"INSERT INTO audit_events ({_rows.AUDIT_COLUMNS}) "
+                 "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)")
 
 
 async def append_event(conn: Conn, seal: AuditSealer) -> AuditEvent:
@@ -238,7 +239,7 @@ async def append_events(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditE
     if len(params) == 1:
         # One event (most appends): insert it and advance the anchor in one round trip.
         await conn.execute(f"WITH e AS ({_INSERT_EVENT}) "
-                           "UPDATE audit_head SET seq = $1, hash = $10, signature = $11",
+                           "UPDATE audit_head SET seq = $1, hash = $10, signature = $12",
                            *params[0], anchor[2])
     else:
         await conn.executemany(_INSERT_EVENT, params)

@@ -162,7 +162,7 @@ def seal_chain(seals: Sequence[AuditSealer], head: Row
         e = sealed.event
         events.append(e)
         params.append((e.seq, ts(e.time), e.principal, e.grant_id, e.provider_id,
-                       e.outcome.value, e.action, sealed.data, e.prev_hash, e.hash))
+                       e.outcome.value, e.action, sealed.data, e.prev_hash, e.hash, e.caller))
         prev = e.hash
     signer = sealed.head_signer if sealed is not None else None
     return events, params, (seq, prev, signer(seq, prev) if signer is not None else "")
@@ -179,7 +179,11 @@ def missing_head() -> StoreError:
 
 #: The indexed columns of ``audit_events`` that repeat a value of the hashed ``data``.
 _REPEATED = ("seq", "time", "principal", "grant_id", "provider_id", "outcome", "action",
-             "prev_hash")
+             "prev_hash", "caller")
+
+#: The columns of an ``audit_events`` insert, in the order of :func:`seal_chain`'s parameters.
+AUDIT_COLUMNS = ("seq, time, principal, grant_id, provider_id, outcome, action, data, "
+                 "prev_hash, hash, caller")
 
 
 def audit(row: Row) -> AuditEvent:

@@ -341,6 +341,9 @@ class Store(Protocol):
     async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
         """Return audit events matching the filter, ordered by seq."""
 
+    async def count_audit(self, flt: AuditFilter) -> int:
+        """Return how many events match ``flt``, counting no further than ``flt.limit``."""
+
     async def prune_audit(
         self, before: datetime, seal: CheckpointSealer, *, audit: PruneAuditor | None = None
     ) -> PruneResult:

@@ -149,6 +149,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE managed_secrets ADD COLUMN connection TEXT NOT NULL DEFAULT '{}'",
         ],
     ),
+    (
+        5,
+        [
+            # Rate limits count reservations by grant, caller or principal over a time
+            # window: the caller is a column (it was only inside the JSON data), and each
+            # count walks an index to the window's rows instead of scanning the log.
+            "ALTER TABLE audit_events ADD COLUMN caller TEXT",
+            "UPDATE audit_events SET caller = data::json ->> 'caller'",
+            "CREATE INDEX audit_limit_grant ON audit_events (action, outcome, grant_id, time)",
+            "CREATE INDEX audit_limit_caller ON audit_events (action, outcome, caller, time)",
+            "CREATE INDEX audit_limit_principal ON audit_events (action, outcome, principal, time)",
+        ],
+    ),
 ]
 
 

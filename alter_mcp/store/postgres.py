@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -320,17 +321,17 @@ class PostgresStore(PostgresSessions):
 
     @staticmethod
     def _audit_where(flt: AuditFilter, params: list[Any]) -> str:
-        clauses = [f"seq > {bind(params, flt.after_seq)}"]
+        clauses = [f"seq > {bind(params, flt.after_seq)}"] if flt.after_seq else []
         for column, value in (("principal", flt.principal), ("grant_id", flt.grant_id),
                               ("provider_id", flt.provider_id), ("outcome", flt.outcome),
-                              ("action", flt.action), ("data::json ->> 'caller'", flt.caller)):
+                              ("action", flt.action), ("caller", flt.caller)):
             if value is not None:
                 clauses.append(f"{column} = {bind(params, value)}")
         if flt.since is not None:
             clauses.append(f"time >= {bind(params, _ts(flt.since))}")
         if flt.until is not None:
             clauses.append(f"time < {bind(params, _ts(flt.until))}")
-        return " AND ".join(clauses)
+        return " AND ".join(clauses) or "TRUE"
 
     async def list_audit(self, flt: AuditFilter) -> list[AuditEvent]:
         """Return audit events matching the filter, ordered by seq."""
@@ -351,13 +352,23 @@ class PostgresStore(PostgresSessions):
             # The chain lock first: every replica counts and appends one at a time.
             await lock_audit(conn)
             for index, (flt, limit) in enumerate(limits):
-                params: list[Any] = []
-                where = self._audit_where(flt, params)
-                count = await conn.fetchval(
-                    f"SELECT COUNT(*) FROM audit_events WHERE {where}", *params)
-                if int(count) >= limit:
+                if await self._count(conn, replace(flt, limit=limit)) >= limit:
                     return Reservation(event=None, exceeded=index)
             return Reservation(event=await append_event(conn, seal), exceeded=None)
+
+    async def count_audit(self, flt: AuditFilter) -> int:
+        """Return how many events match ``flt``, counting no further than ``flt.limit``."""
+        async with transaction(self._pool) as conn:
+            return await self._count(conn, flt)
+
+    @classmethod
+    async def _count(cls, conn: Conn, flt: AuditFilter) -> int:
+        params: list[Any] = []
+        where = cls._audit_where(flt, params)
+        found = await conn.fetchval(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE {where} "
+            f"LIMIT {bind(params, flt.limit)}) AS window_events", *params)
+        return int(found)
 
     async def prune_audit(
         self, before: datetime, seal: CheckpointSealer, *, audit: PruneAuditor | None = None

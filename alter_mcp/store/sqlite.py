@@ -337,6 +337,10 @@ class SQLiteStore(SQLiteSessions):
         """Return audit events matching the filter, ordered by seq."""
         return await self._read(lambda c: sqlite_audit.select(c, flt))
 
+    async def count_audit(self, flt: AuditFilter) -> int:
+        """Return how many events match ``flt``, counting no further than ``flt.limit``."""
+        return await self._read(lambda c: sqlite_audit.count(c, flt))
+
     async def prune_audit(
         self, before: datetime, seal: CheckpointSealer, *, audit: PruneAuditor | None = None
     ) -> PruneResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -45,18 +46,19 @@ def append_many(conn: Conn, seals: Sequence[AuditSealer]) -> list[AuditEvent]:
     if head is None:
         raise _rows.missing_head()
     events, params, anchor = _rows.seal_chain(seals, head)
-    conn.executemany("INSERT INTO audit_events VALUES (?,?,?,?,?,?,?,?,?,?)", params)
+    conn.executemany(f"INSERT INTO audit_events ({_rows.AUDIT_COLUMNS}) "
+                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)", params)
     conn.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ?", anchor)
     return events
 
 
 def _where(flt: AuditFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["seq > ?"]
-    params: list[Any] = [flt.after_seq]
+    # No "seq > 0" when not paging: it would tempt the planner onto the primary key.
+    clauses: list[str] = ["seq > ?"] if flt.after_seq else []
+    params: list[Any] = [flt.after_seq] if flt.after_seq else []
     for column, value in (("principal", flt.principal), ("grant_id", flt.grant_id),
                           ("provider_id", flt.provider_id), ("outcome", flt.outcome),
-                          ("action", flt.action),
-                          ("json_extract(data, '$.caller')", flt.caller)):
+                          ("action", flt.action), ("caller", flt.caller)):
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
@@ -66,7 +68,7 @@ def _where(flt: AuditFilter) -> tuple[str, list[Any]]:
     if flt.until is not None:
         clauses.append("time < ?")
         params.append(_rows.ts(flt.until))
-    return " AND ".join(clauses), params
+    return " AND ".join(clauses) or "1", params
 
 
 def select(conn: Conn, flt: AuditFilter) -> list[AuditEvent]:
@@ -78,14 +80,20 @@ def select(conn: Conn, flt: AuditFilter) -> list[AuditEvent]:
     return [_rows.audit(r) for r in rows]
 
 
+def count(conn: Conn, flt: AuditFilter) -> int:
+    """Return how many events match ``flt``, counting no further than ``flt.limit``."""
+    where, params = _where(flt)
+    (found,) = conn.execute(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE {where} LIMIT ?)",
+        (*params, flt.limit)).fetchone()
+    return int(found)
+
+
 def append_within(conn: Conn, seal: AuditSealer,
                   limits: Sequence[tuple[AuditFilter, int]]) -> Reservation:
     """Append ``seal``'s event unless a filter already matches its limit (caller's lock held)."""
     for index, (flt, limit) in enumerate(limits):
-        where, params = _where(flt)
-        (count,) = conn.execute(f"SELECT COUNT(*) FROM audit_events WHERE {where}",
-                                params).fetchone()
-        if count >= limit:
+        if count(conn, replace(flt, limit=limit)) >= limit:
             return Reservation(event=None, exceeded=index)
     return Reservation(event=append(conn, seal), exceeded=None)
 

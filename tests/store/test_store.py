@@ -474,3 +474,22 @@ async def test_store_pages_of_many_owners_merge_in_order(store: Store) -> None:
             after = (page[-1].created_at, page[-1].grant_id)
         assert seen == expected and len(seen) > 7
     assert await store.list_grants(keys, status=GrantStatus.REVOKED) == []
+
+
+async def test_store_count_audit_counts_by_column_up_to_its_limit(store: Store) -> None:
+    """Audit counts select by action, grant, caller and time in SQL, and stop at the limit."""
+    log = AuditLog(store)
+    from alter_mcp.models import CallerType, Identity
+
+    bot = Identity(principal=SystemPrincipal(), caller="bot", caller_type=CallerType.AGENT)
+    for n in range(7):
+        await log.record(AuditEntry("request.reserve", Outcome.ALLOWED, identity=bot,
+                                    grant_id="g1" if n < 5 else "g2"))
+    await log.record(AuditEntry("request", Outcome.ALLOWED, identity=bot, grant_id="g1"))
+    assert await store.count_audit(AuditFilter(action="request.reserve", grant_id="g1")) == 5
+    assert await store.count_audit(AuditFilter(action="request.reserve", caller="bot")) == 7
+    assert await store.count_audit(AuditFilter(action="request.reserve", caller="bot",
+                                               limit=3)) == 3
+    assert await store.count_audit(AuditFilter(action="request.reserve", caller="nobody")) == 0
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert await store.count_audit(AuditFilter(action="request.reserve", since=later)) == 0
