@@ -1,14 +1,16 @@
 """Request benchmark: ``vault.request`` against a raw httpx2 call to the same loopback server.
 
-    python bench/request.py [--requests 1000] [--concurrency 32]
+    python bench/request.py [--rounds 5] [--requests 400] [--concurrency 32]
 
 Starts a small ASGI echo server (uvicorn, its own process) on 127.0.0.1, then measures in one
-run: sequential latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
+run, the modes interleaved over several rounds (the order alternates each round): sequential
+latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
 ``httpx2`` request carrying a bearer header, (b) the same raw request on a client built as the
 vault builds its own (a cheaper idle-connection check: see alter_mcp.proxy.transport), (c)
 ``vault.request`` with a managed-secret grant (guard, decrypt, inject, send, scrub, audit), and
-(d) the same with a policy of N rules. Ratios are against (a). Targets (issue 4): p50 at most
-1.25x raw, throughput at least 0.8x raw.
+(d) the same with a policy of N rules. Ratios are against (a) in the same round; printed are
+their median and spread (min-max) over the rounds. Targets (issue 4): p50 at most 1.25x raw,
+throughput at least 0.8x raw.
 
 Then, to show where the vault's time goes, each step of ``vault.request`` is timed alone in a
 loop (warm caches, so a lower bound of its cost inside a real request).
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import httpx2
@@ -78,12 +80,6 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the echo server did not start")
 
 
-def pct(samples: list[float]) -> tuple[float, float]:
-    """Return p50 and p95 in milliseconds."""
-    ordered = sorted(samples)
-    return statistics.median(ordered) * 1e3, ordered[int(len(ordered) * 0.95) - 1] * 1e3
-
-
 async def latency(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
     """Return n sequential call durations."""
     out = []
@@ -107,6 +103,50 @@ async def throughput(call: Callable[[], Awaitable[object]], n: int, workers: int
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(workers)))
     return n / (time.perf_counter() - start)
+
+
+Call = Callable[[], Awaitable[object]]
+#: Per round: p50 and p95 latency in seconds, and calls/s with concurrent callers.
+Round = tuple[float, float, float]
+
+
+async def interleaved(modes: Sequence[tuple[str, Call]], rounds: int, n: int,
+                      workers: int) -> dict[str, list[Round]]:
+    """Measure every mode once per round, in alternating order (A B C D, D C B A, …).
+
+    A load change on the machine then hits every mode alike, and each round gives same-run
+    ratios; the spread of those ratios over the rounds says how far to trust them.
+    """
+    for _, call in modes:
+        await latency(call, 50)  # warm up pools and caches
+    results: dict[str, list[Round]] = {name: [] for name, _ in modes}
+    for r in range(rounds):
+        for name, call in (modes if r % 2 == 0 else list(modes)[::-1]):
+            ordered = sorted(await latency(call, n))
+            rate = await throughput(call, n, workers)
+            results[name].append((statistics.median(ordered),
+                                  ordered[int(len(ordered) * 0.95) - 1], rate))
+    return results
+
+
+def spread(values: list[float]) -> str:
+    """Return 'median (min-max)' of ``values``."""
+    return f"{statistics.median(values):5.2f} ({min(values):4.2f}-{max(values):4.2f})"
+
+
+def report(results: dict[str, list[Round]], rounds: int, workers: int) -> None:
+    """Print each mode's median p50/p95/throughput and its same-run ratios to the first mode."""
+    base = next(iter(results.values()))
+    print(f"\n{rounds} rounds, modes interleaved; ratios to raw httpx2 in the same round, "
+          "median (min-max)")
+    print(f"{'mode':34} {'p50 ms':>7} {'p95 ms':>7} {'req/s @' + str(workers):>10}   "
+          f"{'p50 x':>17}   {'thru x':>17}")
+    for name, rows in results.items():
+        p50 = [row[0] / b[0] for row, b in zip(rows, base, strict=True)]
+        rate = [row[2] / b[2] for row, b in zip(rows, base, strict=True)]
+        med = [statistics.median(row[k] for row in rows) for k in range(3)]
+        print(f"{name:34} {med[0] * 1e3:7.3f} {med[1] * 1e3:7.3f} {med[2]:10.0f}   "
+              f"{spread(p50):>17}   {spread(rate):>17}")
 
 
 def policy_file(path: Path, rules: int) -> Path:
@@ -195,7 +235,8 @@ async def step_costs(vault: AlterVault, gid: str, url: str) -> list[tuple[str, f
 async def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=400, help="calls per mode per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rules", type=int, default=1000)
     args = parser.parse_args()
@@ -223,28 +264,22 @@ async def main() -> None:
                 async def policy_call() -> object:
                     return (await pvault.request("GET", url, grant_id=pgid)).json()
 
-                rows = []
-                for name, call in (("raw httpx2", raw_call),
-                                   ("raw httpx2, vault's client", same_call),
-                                   ("vault.request", vault_call),
-                                   (f"vault.request + {args.rules} rules", policy_call)):
-                    await latency(call, 50)  # warm up pools and caches
-                    samples = await latency(call, args.requests)
-                    rate = await throughput(call, args.requests, args.concurrency)
-                    rows.append((name, *pct(samples), rate))
+                modes = [("raw httpx2", raw_call),
+                         ("raw httpx2, vault's client", same_call),
+                         ("vault.request", vault_call),
+                         (f"vault.request + {args.rules} rules", policy_call)]
+                results = await interleaved(modes, args.rounds, args.requests,
+                                            args.concurrency)
                 steps = await step_costs(vault, gid, url)
             await vault.close()
             await pvault.close()
-        base50, _, _, base_rate = rows[0][1], rows[0][2], None, rows[0][3]
-        print(f"\n{'mode':34} {'p50 ms':>8} {'p95 ms':>8} {'p50 x':>7} "
-              f"{'req/s @' + str(args.concurrency):>10} {'thru x':>7}")
-        for name, p50, p95, rate in rows:
-            print(f"{name:34} {p50:8.3f} {p95:8.3f} {p50 / base50:7.2f} {rate:10.0f} "
-                  f"{rate / base_rate:7.2f}")
-        policy_cost = (rows[3][1] - rows[2][1]) * 1e3
+        report(results, args.rounds, args.concurrency)
+        p50 = {name: statistics.median(r[0] for r in rows) for name, rows in results.items()}
+        names = list(results)
+        policy_cost = (p50[names[3]] - p50[names[2]]) * 1e6
         print(f"\npolicy evaluation with {args.rules} rules: ~{policy_cost:.0f} µs per request "
               "(p50 difference)")
-        print(f"\nvault.request p50 - raw p50: {(rows[2][1] - rows[0][1]) * 1e3:.0f} µs; "
+        print(f"\nvault.request p50 - raw p50: {(p50[names[2]] - p50[names[0]]) * 1e6:.0f} µs; "
               "each step alone (warm, µs):")
         for name, micros in steps:
             print(f"  {name:44} {micros:7.1f}")
