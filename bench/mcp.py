@@ -205,6 +205,19 @@ async def measure(urls: dict[str, str], pids: dict[str, int], agent_key: str, gr
         return results
 
 
+async def first_calls(urls: dict[str, str], agent_key: str, grant_id: str,
+                      api: str) -> tuple[float, float]:
+    """Return the seconds of the first call on each fresh server (one sample each)."""
+    request = {"method": "GET", "url": api, "grant_id": grant_id}
+    async with Client(StreamableHttpTransport(urls["alter"], auth=agent_key)) as alter, \
+            Client(urls["plain"]) as plain:
+        t0 = time.perf_counter()
+        await alter.call_tool("authenticated_request", request)
+        t1 = time.perf_counter()
+        await plain.call_tool("plain_get", {"url": api})
+        return t1 - t0, time.perf_counter() - t1
+
+
 def report(clients: int, results: dict[str, list[Result]]) -> None:
     """Print each mode's medians and its same-run ratios to the plain tool."""
     base = results[MODES[0]]
@@ -264,6 +277,9 @@ async def main(args: argparse.Namespace) -> None:
         api = f"http://127.0.0.1:{up_port}/items"
         print(f"bench/mcp.py: {args.rounds} rounds of {args.calls} calls per mode and client "
               "count; each server in its own process, streamable HTTP")
+        alter_first, plain_first = await first_calls(urls, agent_key, grant_id, api)
+        print(f"first call after start (one sample): authenticated_request "
+              f"{alter_first * 1e3:.0f} ms, plain tool {plain_first * 1e3:.0f} ms")
         for clients in args.clients:
             pids = {"alter": procs[1].pid, "plain": procs[2].pid}
             report(clients, await measure(urls, pids, agent_key, grant_id, api, clients,
