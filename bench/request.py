@@ -13,7 +13,8 @@ their median and spread (min-max) over the rounds. Targets (issue 4): p50 at mos
 throughput at least 0.8x raw.
 
 Then, to show where the vault's time goes, each step of ``vault.request`` is timed alone in a
-loop (warm caches, so a lower bound of its cost inside a real request).
+loop (warm caches, so a lower bound of its cost inside a real request), and the main steps
+are timed again inside real sequential requests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import statistics
 import subprocess
@@ -28,8 +30,9 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -232,6 +235,54 @@ async def step_costs(vault: AlterVault, gid: str, url: str) -> list[tuple[str, f
     return out
 
 
+@contextlib.contextmanager
+def timing(owner: object, names: Sequence[str], into: dict[str, list[float]]) -> Iterator[None]:
+    """Time every call of ``owner``'s async methods ``names`` (those it has) into ``into``."""
+    wrapped = []
+    for name in names:
+        method = getattr(owner, name, None)
+        if method is None:
+            continue
+
+        async def timed(*args: Any, _method: Any = method, _name: str = name,
+                        **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await _method(*args, **kwargs)
+            finally:
+                into.setdefault(_name, []).append(time.perf_counter() - start)
+
+        setattr(owner, name, timed)
+        wrapped.append(name)
+    try:
+        yield
+    finally:
+        for name in wrapped:
+            delattr(owner, name)  # the instance attribute goes; the class's method is back
+
+
+async def steps_inside(vault: AlterVault, gid: str, url: str, n: int) -> list[tuple[str, float]]:
+    """Time the steps of n sequential real requests; return (step, median µs per request)."""
+    core = vault._core
+    outbound = core.outbound
+    assert outbound is not None
+    seen: dict[str, list[float]] = {}
+    with timing(outbound, ("resolve",), seen), timing(outbound._sender, ("send",), seen), \
+            timing(core.audit, ("record",), seen):
+        whole = await latency(lambda: vault.request("GET", url, grant_id=gid), n)
+    per_request = {}
+    for name, times in seen.items():
+        k = len(times) // n  # calls per request: the audit may write more than once
+        per_request[name] = [sum(times[i * k:(i + 1) * k]) for i in range(n)]
+    labels = {"resolve": "resolve the grant", "send": "send (inject, network, scrub)",
+              "record": "audit writes"}
+    rows = [(f"{labels[name]} ({len(times) // n} per request)",
+             statistics.median(per_request[name]) * 1e6)
+            for name, times in seen.items() if len(times) >= n]
+    rows.append(("vault.request, whole", statistics.median(whole) * 1e6))
+    return rows
+
+
 async def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser()
@@ -271,6 +322,7 @@ async def main() -> None:
                 results = await interleaved(modes, args.rounds, args.requests,
                                             args.concurrency)
                 steps = await step_costs(vault, gid, url)
+                inside = await steps_inside(vault, gid, url, args.requests)
             await vault.close()
             await pvault.close()
         report(results, args.rounds, args.concurrency)
@@ -283,6 +335,9 @@ async def main() -> None:
               "each step alone (warm, µs):")
         for name, micros in steps:
             print(f"  {name:44} {micros:7.1f}")
+        print("\ninside real requests (sequential, median µs per request):")
+        for name, micros in inside:
+            print(f"  {name:48} {micros:7.1f}")
     finally:
         server.terminate()
         server.wait(timeout=10)
