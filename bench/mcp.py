@@ -14,9 +14,11 @@ Every server runs in its own process on 127.0.0.1, started here and stopped by P
 
 For each number of concurrent clients, the modes run in alternating blocks (A B C, C B A, …)
 for several rounds, so a load change on the machine hits all of them alike. Each round yields
-same-run ratios to the plain tool: p50 latency and calls/s. Printed: the median ratio over the
-rounds and its spread (min-max). Target (issue 16): ``authenticated_request`` at most 1.15x
-the plain tool's p50 and at least 0.85x its calls/s at 32 clients.
+same-run ratios to the plain tool: p50 latency, calls/s, and the server process's CPU time per
+call (from /proc: steadier than wall time on a shared machine). Printed: the median ratio over
+the rounds and its spread (min-max), after the first call of each fresh server (one sample).
+Target (issue 16): ``authenticated_request`` at most 1.15x the plain tool's p50 and at least
+0.85x its calls/s at 32 clients.
 
 ``--profile PREFIX`` samples the alter-mcp and the plain server with py-spy once warm (needs
 ``pip install py-spy`` and ptrace rights): collapsed stacks in PREFIX.alter.txt and
