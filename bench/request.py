@@ -1,18 +1,21 @@
 """Request benchmark: ``vault.request`` against a raw httpx2 call to the same loopback server.
 
-    python bench/request.py [--requests 1000] [--concurrency 32] [--stuck 110] [--rounds 5]
+    python bench/request.py [--rounds 5] [--requests 400] [--concurrency 32] [--stuck 110]
     python bench/request.py --p50-only [--requests 1000]
 
 Starts a small ASGI echo server (uvicorn, its own process) on 127.0.0.1, then measures in one
-run: sequential latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
+run, the modes interleaved over several rounds (the order alternates each round): sequential
+latency (p50/p95) and throughput with N concurrent callers, for (a) a raw
 ``httpx2`` request carrying a bearer header, (b) the same raw request on a client built as the
 vault builds its own (a cheaper idle-connection check: see alter_mcp.proxy.transport), (c)
 ``vault.request`` with a managed-secret grant (guard, decrypt, inject, send, scrub, audit), and
-(d) the same with a policy of N rules. Ratios are against (a). Targets (issue 4): p50 at most
-1.25x raw, throughput at least 0.8x raw.
+(d) the same with a policy of N rules. Ratios are against (a) in the same round; printed are
+their median and spread (min-max) over the rounds. Targets (issue 4): p50 at most 1.25x raw,
+throughput at least 0.8x raw.
 
 Then, to show where the vault's time goes, each step of ``vault.request`` is timed alone in a
-loop (warm caches, so a lower bound of its cost inside a real request).
+loop (warm caches, so a lower bound of its cost inside a real request), and the main steps
+are timed again inside real sequential requests.
 
 Last, pool isolation (issue 12): a second server holds every ``/slow`` request until told to
 let go. Each round measures the p50 of sequential ``vault.request`` calls to the healthy echo
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import statistics
 import subprocess
@@ -37,7 +41,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +148,50 @@ async def throughput(call: Callable[[], Awaitable[object]], n: int, workers: int
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(workers)))
     return n / (time.perf_counter() - start)
+
+
+Call = Callable[[], Awaitable[object]]
+#: Per round: p50 and p95 latency in seconds, and calls/s with concurrent callers.
+Round = tuple[float, float, float]
+
+
+async def interleaved(modes: Sequence[tuple[str, Call]], rounds: int, n: int,
+                      workers: int) -> dict[str, list[Round]]:
+    """Measure every mode once per round, in alternating order (A B C D, D C B A, …).
+
+    A load change on the machine then hits every mode alike, and each round gives same-run
+    ratios; the spread of those ratios over the rounds says how far to trust them.
+    """
+    for _, call in modes:
+        await latency(call, 50)  # warm up pools and caches
+    results: dict[str, list[Round]] = {name: [] for name, _ in modes}
+    for r in range(rounds):
+        for name, call in (modes if r % 2 == 0 else list(modes)[::-1]):
+            ordered = sorted(await latency(call, n))
+            rate = await throughput(call, n, workers)
+            results[name].append((statistics.median(ordered),
+                                  ordered[int(len(ordered) * 0.95) - 1], rate))
+    return results
+
+
+def spread(values: list[float]) -> str:
+    """Return 'median (min-max)' of ``values``."""
+    return f"{statistics.median(values):5.2f} ({min(values):4.2f}-{max(values):4.2f})"
+
+
+def report(results: dict[str, list[Round]], rounds: int, workers: int) -> None:
+    """Print each mode's median p50/p95/throughput and its same-run ratios to the first mode."""
+    base = next(iter(results.values()))
+    print(f"\n{rounds} rounds, modes interleaved; ratios to raw httpx2 in the same round, "
+          "median (min-max)")
+    print(f"{'mode':34} {'p50 ms':>7} {'p95 ms':>7} {'req/s @' + str(workers):>10}   "
+          f"{'p50 x':>17}   {'thru x':>17}")
+    for name, rows in results.items():
+        p50 = [row[0] / b[0] for row, b in zip(rows, base, strict=True)]
+        rate = [row[2] / b[2] for row, b in zip(rows, base, strict=True)]
+        med = [statistics.median(row[k] for row in rows) for k in range(3)]
+        print(f"{name:34} {med[0] * 1e3:7.3f} {med[1] * 1e3:7.3f} {med[2]:10.0f}   "
+              f"{spread(p50):>17}   {spread(rate):>17}")
 
 
 def policy_file(path: Path, rules: int) -> Path:
@@ -345,14 +393,62 @@ async def p50_only(requests: int) -> None:
         server.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def timing(owner: object, names: Sequence[str], into: dict[str, list[float]]) -> Iterator[None]:
+    """Time every call of ``owner``'s async methods ``names`` (those it has) into ``into``."""
+    wrapped = []
+    for name in names:
+        method = getattr(owner, name, None)
+        if method is None:
+            continue
+
+        async def timed(*args: Any, _method: Any = method, _name: str = name,
+                        **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await _method(*args, **kwargs)
+            finally:
+                into.setdefault(_name, []).append(time.perf_counter() - start)
+
+        setattr(owner, name, timed)
+        wrapped.append(name)
+    try:
+        yield
+    finally:
+        for name in wrapped:
+            delattr(owner, name)  # the instance attribute goes; the class's method is back
+
+
+async def steps_inside(vault: AlterVault, gid: str, url: str, n: int) -> list[tuple[str, float]]:
+    """Time the steps of n sequential real requests; return (step, median µs per request)."""
+    core = vault._core
+    outbound = core.outbound
+    assert outbound is not None
+    seen: dict[str, list[float]] = {}
+    with timing(outbound, ("resolve",), seen), timing(outbound._sender, ("send",), seen), \
+            timing(core.audit, ("record",), seen):
+        whole = await latency(lambda: vault.request("GET", url, grant_id=gid), n)
+    per_request = {}
+    for name, times in seen.items():
+        k = len(times) // n  # calls per request: the audit may write more than once
+        per_request[name] = [sum(times[i * k:(i + 1) * k]) for i in range(n)]
+    labels = {"resolve": "resolve the grant", "send": "send (inject, network, scrub)",
+              "record": "audit writes"}
+    rows = [(f"{labels[name]} ({len(times) // n} per request)",
+             statistics.median(per_request[name]) * 1e6)
+            for name, times in seen.items() if len(times) >= n]
+    rows.append(("vault.request, whole", statistics.median(whole) * 1e6))
+    return rows
+
+
 async def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=400, help="calls per mode per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--stuck", type=int, default=110)
-    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--p50-only", action="store_true",
                         help="only the sequential p50 of raw httpx2 and vault.request")
@@ -386,16 +482,14 @@ async def main() -> None:
                 async def policy_call() -> object:
                     return (await pvault.request("GET", url, grant_id=pgid)).json()
 
-                rows = []
-                for name, call in (("raw httpx2", raw_call),
-                                   ("raw httpx2, vault's client", same_call),
-                                   ("vault.request", vault_call),
-                                   (f"vault.request + {args.rules} rules", policy_call)):
-                    await latency(call, 50)  # warm up pools and caches
-                    samples = await latency(call, args.requests)
-                    rate = await throughput(call, args.requests, args.concurrency)
-                    rows.append((name, *pct(samples), rate))
+                modes = [("raw httpx2", raw_call),
+                         ("raw httpx2, vault's client", same_call),
+                         ("vault.request", vault_call),
+                         (f"vault.request + {args.rules} rules", policy_call)]
+                results = await interleaved(modes, args.rounds, args.requests,
+                                            args.concurrency)
                 steps = await step_costs(vault, gid, url)
+                inside = await steps_inside(vault, gid, url, args.requests)
             await vault.close()
             await pvault.close()
             # Queued slow calls must outlast the measurement: a long wait for a slot.
@@ -408,19 +502,19 @@ async def main() -> None:
                                            rounds=args.rounds)
             finally:
                 await ivault.close()
-        base50, _, _, base_rate = rows[0][1], rows[0][2], None, rows[0][3]
-        print(f"\n{'mode':34} {'p50 ms':>8} {'p95 ms':>8} {'p50 x':>7} "
-              f"{'req/s @' + str(args.concurrency):>10} {'thru x':>7}")
-        for name, p50, p95, rate in rows:
-            print(f"{name:34} {p50:8.3f} {p95:8.3f} {p50 / base50:7.2f} {rate:10.0f} "
-                  f"{rate / base_rate:7.2f}")
-        policy_cost = (rows[3][1] - rows[2][1]) * 1e3
+        report(results, args.rounds, args.concurrency)
+        p50 = {name: statistics.median(r[0] for r in rows) for name, rows in results.items()}
+        names = list(results)
+        policy_cost = (p50[names[3]] - p50[names[2]]) * 1e6
         print(f"\npolicy evaluation with {args.rules} rules: ~{policy_cost:.0f} µs per request "
               "(p50 difference)")
-        print(f"\nvault.request p50 - raw p50: {(rows[2][1] - rows[0][1]) * 1e3:.0f} µs; "
+        print(f"\nvault.request p50 - raw p50: {(p50[names[2]] - p50[names[0]]) * 1e6:.0f} µs; "
               "each step alone (warm, µs):")
         for name, micros in steps:
             print(f"  {name:44} {micros:7.1f}")
+        print("\ninside real requests (sequential, median µs per request):")
+        for name, micros in inside:
+            print(f"  {name:48} {micros:7.1f}")
         print_isolation(isolated, args.stuck, args.samples)
     finally:
         for process in (server, slow_server):
