@@ -47,6 +47,7 @@ from alter_mcp.errors import (
 )
 from alter_mcp.models import Identity
 from alter_mcp.server.credentials import AGENT_KEY_HEADER, presented_credential
+from alter_mcp.server.scopes import ToolScopeMiddleware, scopes_supported
 from alter_mcp.tokens import token_fingerprint
 from alter_mcp.vault import AlterVault
 
@@ -220,8 +221,13 @@ class AlterAuth(AuthProvider):
             "authorization_servers": [self.issuer],
             "bearer_methods_supported": ["header"],
             "resource_name": "alter-mcp",
-            "scopes_supported": list(self.vault.settings.idp_scopes),
+            "scopes_supported": scopes_supported(self.vault.settings.resource_scopes,
+                                                 self.vault.settings.tool_scopes),
         }
+
+    def get_challenge_scopes(self, required_scopes: list[str] | None = None) -> list[str]:
+        """Return the scopes a 401 asks clients to request: the resource scopes."""
+        return list(self.vault.settings.resource_scopes)
 
     def get_routes(self, mcp_path: str | None = None) -> list[Route]:
         """Serve the metadata at ``/.well-known/oauth-protected-resource{,/<mcp path>}``."""
@@ -242,6 +248,8 @@ class AlterAuth(AuthProvider):
         parts = []
         if description is not None:
             parts += ['error="invalid_token"', f'error_description="{_quoted(description)}"']
+        if self.vault.settings.resource_scopes:
+            parts.append(f'scope="{" ".join(self.vault.settings.resource_scopes)}"')
         if self.metadata_url:
             parts.append(f'resource_metadata="{self.metadata_url}"')
         return "Bearer " + ", ".join(parts) if parts else "Bearer"
@@ -259,16 +267,21 @@ class AlterAuth(AuthProvider):
                         headers={"WWW-Authenticate": self.challenge(description)})
 
     def get_middleware(self) -> list[Middleware]:
-        """Return the authentication middleware (our backend, our 401 challenges)."""
+        """Return the authentication middleware (our backend, our 401 challenges, tool scopes)."""
+        settings = self.vault.settings
         return [
             Middleware(AuthenticationMiddleware, backend=_Backend(self),
                        on_error=self._on_error),
             Middleware(AuthContextMiddleware),
+            Middleware(ToolScopeMiddleware, tool_scopes=settings.tool_scopes,
+                       resource_scopes=settings.resource_scopes, guards=self.guards,
+                       metadata_url=lambda: self.metadata_url),
         ]
 
 
 def _scopes(claims: Any) -> list[str]:
-    value = claims.get("scope") if hasattr(claims, "get") else None
+    # RFC 9068 / 7662 name the claim "scope"; Entra ID names it "scp".
+    value = (claims.get("scope") or claims.get("scp")) if hasattr(claims, "get") else None
     if isinstance(value, str):
         return value.split()
     return [str(v) for v in value] if isinstance(value, list) else []

@@ -1,0 +1,112 @@
+"""Browser-based MCP clients: metadata readable cross-origin, CORS on /mcp for allowed origins,
+and DNS-rebinding protection unchanged for everything else. Real HTTP requests to uvicorn.
+"""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+
+from alter_mcp.vault import AlterVault
+from tests.peers.mockidp import MockIdpPeer
+from tests.peers.process import free_port
+from tests.server.conftest import VaultFactory, audience, http_server
+
+APP = "http://app.example.test:3000"
+EVIL = "http://evil.example"
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {},
+    "clientInfo": {"name": "browser-test", "version": "0"}}}
+MCP_HEADERS = {"accept": "application/json, text/event-stream",
+               "content-type": "application/json"}
+METADATA = ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp")
+
+
+@pytest.fixture
+async def web_vault(make_vault: VaultFactory, mockidp: MockIdpPeer) -> AlterVault:
+    """An HTTP vault that trusts the browser origin ``APP``."""
+    return await make_vault(public_url=f"http://127.0.0.1:{free_port()}",
+                            idp_issuer=mockidp.issuer, allowed_origins=[APP])
+
+
+def preflight(origin: str) -> dict[str, str]:
+    """Return the headers of a browser's CORS preflight for an MCP POST from ``origin``."""
+    return {"origin": origin, "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type,mcp-protocol-version"}
+
+
+async def test_browser_metadata_is_readable_from_any_origin(web_vault: AlterVault) -> None:
+    """A foreign Origin reads both metadata documents (and their preflight), not a 403."""
+    async with http_server(web_vault) as url, httpx2.AsyncClient(timeout=10,
+                                                                 trust_env=False) as client:
+        reads = [await client.get(url + path, headers={"origin": EVIL}) for path in METADATA]
+        checks = [await client.options(url + path, headers={
+            "origin": EVIL, "access-control-request-method": "GET"}) for path in METADATA]
+    for response in reads:
+        assert response.status_code == 200 and response.json()["resource"] == url + "/mcp"
+        assert response.headers["access-control-allow-origin"] == "*"
+    assert [r.status_code for r in checks] == [200, 200]
+
+
+async def test_browser_metadata_still_checks_host(web_vault: AlterVault) -> None:
+    """DNS rebinding: a foreign Host gets 421 even on the public metadata."""
+    async with http_server(web_vault) as url, httpx2.AsyncClient(timeout=10,
+                                                                 trust_env=False) as client:
+        response = await client.get(url + METADATA[1], headers={"host": "evil.example",
+                                                                "origin": EVIL})
+    assert response.status_code == 421
+
+
+async def test_browser_allowed_origin_gets_cors_on_mcp(web_vault: AlterVault,
+                                                       mockidp: MockIdpPeer) -> None:
+    """An allowed origin's preflight is answered; its 401 challenge and session id are
+    readable by the page."""
+    token = mockidp.token(sub="alice", aud=audience(web_vault))
+    async with http_server(web_vault) as url, httpx2.AsyncClient(timeout=10,
+                                                                 trust_env=False) as client:
+        check = await client.options(url + "/mcp", headers=preflight(APP))
+        challenged = await client.post(url + "/mcp", json=INIT,
+                                       headers={**MCP_HEADERS, "origin": APP})
+        opened = await client.post(url + "/mcp", json=INIT, headers={
+            **MCP_HEADERS, "origin": APP, "authorization": f"Bearer {token}"})
+    assert check.status_code == 200
+    assert check.headers["access-control-allow-origin"] == APP
+    assert "POST" in check.headers["access-control-allow-methods"]
+    assert "authorization" in check.headers["access-control-allow-headers"].lower()
+    assert challenged.status_code == 401 and challenged.headers["www-authenticate"]
+    for response in (challenged, opened):
+        assert response.headers["access-control-allow-origin"] == APP
+        exposed = response.headers["access-control-expose-headers"].lower()
+        assert "www-authenticate" in exposed and "mcp-session-id" in exposed
+    assert opened.status_code == 200 and opened.headers["mcp-session-id"]
+    assert "access-control-allow-credentials" not in opened.headers
+
+
+async def test_browser_foreign_origin_is_refused_everywhere_else(web_vault: AlterVault,
+                                                                 mockidp: MockIdpPeer) -> None:
+    """A foreign Origin gets 403 on /mcp (preflight and POST, even with a valid token), the
+    connect pages and /health, and no CORS header anywhere."""
+    token = mockidp.token(sub="alice", aud=audience(web_vault))
+    async with http_server(web_vault) as url, httpx2.AsyncClient(timeout=10,
+                                                                 trust_env=False) as client:
+        answers = [
+            await client.options(url + "/mcp", headers=preflight(EVIL)),
+            await client.post(url + "/mcp", json=INIT, headers={
+                **MCP_HEADERS, "origin": EVIL, "authorization": f"Bearer {token}"}),
+            await client.get(url + "/connect/some-session", headers={"origin": EVIL}),
+            await client.get(url + "/health", headers={"origin": EVIL}),
+            await client.get(url + "/health", headers={"origin": APP}),
+        ]
+    assert [r.status_code for r in answers] == [403, 403, 403, 403, 200]
+    assert not any("access-control-allow-origin" in r.headers for r in answers)
+
+
+async def test_browser_no_cors_without_allowed_origins(make_vault: VaultFactory,
+                                                       mockidp: MockIdpPeer) -> None:
+    """With no allowed origins configured, /mcp answers no preflight, even to its own origin."""
+    vault = await make_vault(public_url=f"http://127.0.0.1:{free_port()}",
+                             idp_issuer=mockidp.issuer)
+    async with http_server(vault) as url, httpx2.AsyncClient(timeout=10,
+                                                             trust_env=False) as client:
+        own = await client.options(url + "/mcp", headers=preflight(url))
+    assert own.status_code == 405 and "access-control-allow-origin" not in own.headers
