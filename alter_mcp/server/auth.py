@@ -139,7 +139,7 @@ class _Backend(AuthenticationBackend):
             # The operator gets the details; the client only learns what to wait for.
             log.error("A credential could not be checked: %s", exc)
             what = ("its database is unavailable" if isinstance(exc, StoreError)
-                    else "the identity provider's keys could not be fetched")
+                    else "the identity provider's keys or token status could not be fetched")
             raise _Unavailable(f"The server could not check the credential: {what}. "
                                f"Retry in {RETRY_AFTER} seconds.") from None
         except TimeoutError:

@@ -21,7 +21,7 @@ from alter_mcp.redaction import Secret
 if TYPE_CHECKING:
 
     from alter_mcp.login import AuthResult
-    from alter_mcp.tokens import JwtVerifier, VerifiedToken
+    from alter_mcp.tokens import TokenVerifier, VerifiedToken
 
 from alter_mcp.vault._base import VaultBase, _safe_id
 
@@ -94,18 +94,19 @@ class AccessActions(VaultBase):
         return apikeys.agent_identity(record)
 
     async def verify_user_token(self, token: str) -> VerifiedToken:
-        """Verify an end user's JWT against the configured identity provider."""
-        from alter_mcp.tokens import JwtVerifier
+        """Verify an end user's access token (a JWT, or by introspection) with the IdP."""
+        from alter_mcp.tokens import verifier_from_settings
 
-        # One verifier (and so one JWKS cache) per vault; views share it through the core.
+        # One verifier (and so one JWKS or introspection cache) per vault; views share it
+        # through the core.
         verifier = getattr(self._core, "jwt_verifier", None)
         if verifier is None:
-            verifier = JwtVerifier.from_settings(self._core.settings)
+            verifier = verifier_from_settings(self._core.settings)
             self._core.jwt_verifier = verifier  # type: ignore[attr-defined]
         result: VerifiedToken = await verifier.verify(token)
         return result
 
-    def use_jwt_verifier(self, verifier: JwtVerifier) -> None:
+    def use_jwt_verifier(self, verifier: TokenVerifier) -> None:
         """Verify user tokens with ``verifier`` (e.g. one with an injected HTTP client)."""
         self._core.jwt_verifier = verifier  # type: ignore[attr-defined]
 
