@@ -11,14 +11,10 @@ from alter_mcp.vault import AlterVault
 from tests.peers.mockidp import MockIdpPeer
 from tests.peers.process import free_port
 from tests.server.conftest import VaultFactory, audience, http_server
+from tests.server.test_http_auth import INIT, MCP_HEADERS
 
 APP = "http://app.example.test:3000"
 EVIL = "http://evil.example"
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {},
-    "clientInfo": {"name": "browser-test", "version": "0"}}}
-MCP_HEADERS = {"accept": "application/json, text/event-stream",
-               "content-type": "application/json"}
 METADATA = ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp")
 
 

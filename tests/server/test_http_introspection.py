@@ -32,6 +32,7 @@ from tests.server.conftest import (
     secret_grant,
     user,
 )
+from tests.server.test_http_auth import MCP_HEADERS, post_init
 
 HOST_CLIENT = "mcp-host"
 HOST_REDIRECT = "http://127.0.0.1:9/callback"
@@ -39,11 +40,6 @@ RS_CLIENT = "alter-rs"
 RS_SECRET = "alter-rs-secret-0123456789abcdefghij"
 OTHER_RESOURCE = "http://127.0.0.1:1/other"
 SECRET = "sk-ant-introspection-0123456789abcdef"
-INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {},
-    "clientInfo": {"name": "raw-test", "version": "0"}}}
-MCP_HEADERS = {"accept": "application/json, text/event-stream",
-               "content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +83,9 @@ async def introspecting_vault(make_vault: VaultFactory, idp: OidcProviderPeer,
                             idp_introspection_client_id=RS_CLIENT, **values)
 
 
-async def post_init(url: str, token: str) -> httpx2.Response:
-    """POST an initialize request to the MCP endpoint with ``token``."""
-    async with httpx2.AsyncClient(timeout=10, trust_env=False) as client:
-        return await client.post(url + "/mcp", json=INIT, headers={
-            **MCP_HEADERS, "authorization": f"Bearer {token}"})
+async def with_token(url: str, token: str) -> httpx2.Response:
+    """POST an initialize request to the MCP endpoint with bearer ``token``."""
+    return await post_init(url, {"authorization": f"Bearer {token}"})
 
 
 async def test_introspection_opaque_token_reaches_tools_as_the_user(
@@ -116,6 +110,26 @@ async def test_introspection_opaque_token_reaches_tools_as_the_user(
     assert token not in caplog.text and token not in await audit_text(vault)
 
 
+async def test_introspection_scopes_of_an_opaque_token_gate_tools(
+        make_vault: VaultFactory, opaque_idp: OidcProviderPeer) -> None:
+    """The introspected ``scope`` decides the tools: vault:read lists, revoking needs
+    vault:admin and gets 403 insufficient_scope."""
+    vault = await introspecting_vault(make_vault, opaque_idp, stateless_http=True,
+                                      tool_scopes={"list_grants": ["vault:read"],
+                                                   "revoke_grant": ["vault:admin"]})
+    token = (await host_tokens(opaque_idp, audience(vault)))["access_token"]
+    calls = [{"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+              "params": {"name": name, "arguments": arguments}}
+             for name, arguments in (("list_grants", {}), ("revoke_grant", {"grant_id": "g"}))]
+    async with http_server(vault) as url, httpx2.AsyncClient(timeout=10,
+                                                             trust_env=False) as client:
+        answers = [await client.post(url + "/mcp", json=call, headers={
+            **MCP_HEADERS, "mcp-protocol-version": "2025-11-25",
+            "authorization": f"Bearer {token}"}) for call in calls]
+    assert [a.status_code for a in answers] == [200, 403]
+    assert 'scope="vault:admin"' in answers[1].headers["www-authenticate"]
+
+
 async def test_introspection_refuses_other_audience_and_refresh_tokens(
         make_vault: VaultFactory, opaque_idp: OidcProviderPeer) -> None:
     """A token for another resource and a refresh token get 401; a refusal is cached briefly."""
@@ -125,7 +139,7 @@ async def test_introspection_refuses_other_audience_and_refresh_tokens(
     refresh = (await host_tokens(opaque_idp, audience(vault)))["refresh_token"]
     await opaque_idp.areset_stats()
     async with http_server(vault) as url:
-        answers = [await post_init(url, t) for t in (other, other, refresh)]
+        answers = [await with_token(url, t) for t in (other, other, refresh)]
     assert [a.status_code for a in answers] == [401, 401, 401]
     assert "another audience" in answers[0].headers["www-authenticate"]
     assert (await opaque_idp.astats())["introspection"] == 2  # the repeat was cached
@@ -137,11 +151,11 @@ async def test_introspection_revoked_token_is_refused_without_cache(
     vault = await introspecting_vault(make_vault, opaque_idp, idp_introspection_cache_ttl=0)
     token = (await host_tokens(opaque_idp, audience(vault)))["access_token"]
     async with http_server(vault) as url:
-        before = await post_init(url, token)
+        before = await with_token(url, token)
         async with httpx2.AsyncClient(timeout=10, trust_env=False) as client:
             revoked = await client.post(opaque_idp.revocation_endpoint, data={
                 "token": token, "client_id": HOST_CLIENT})
-        after = await post_init(url, token)
+        after = await with_token(url, token)
     assert before.status_code == 200 and revoked.status_code == 200
     assert after.status_code == 401 and "not active" in after.headers["www-authenticate"]
 
@@ -160,7 +174,7 @@ async def test_introspection_outage_answers_503_not_401(
     vault = await introspecting_vault(make_vault, opaque_idp, **values)
     token = (await host_tokens(opaque_idp, audience(vault)))["access_token"]
     async with http_server(vault) as url:
-        response = await post_init(url, token)
+        response = await with_token(url, token)
     assert response.status_code == 503 and response.headers["retry-after"]
     assert "www-authenticate" not in response.headers
     assert token not in caplog.text and RS_SECRET not in caplog.text
