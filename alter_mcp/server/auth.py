@@ -2,9 +2,10 @@
 
 Every request to the MCP endpoint carries exactly one credential:
 
-- ``Authorization: Bearer <JWT>`` from the configured identity provider, verified per request
-  by :class:`alter_mcp.tokens.JwtVerifier` (issuer, JWKS, audience = this server's resource
-  URL, algorithm allow-list, ``exp``/``nbf``/``iat``);
+- ``Authorization: Bearer <token>`` from the configured identity provider, verified per
+  request by :class:`alter_mcp.tokens.JwtVerifier` (issuer, JWKS, audience = this server's
+  resource URL, algorithm allow-list, ``exp``/``nbf``/``iat``) or, for opaque tokens, by
+  RFC 7662 introspection (:class:`alter_mcp.tokens.IntrospectionVerifier`);
 - or an agent API key, as ``Authorization: Bearer amk_…`` or ``X-Alter-Agent-Key: amk_…``.
 
 A request carrying two credentials, a repeated header or a value of the wrong kind is refused
@@ -14,6 +15,10 @@ well-known URL). When the credential *could not be checked* (the database or the
 provider's keys are unreachable) the answer is 503 with ``Retry-After``, never 401: a client
 told its token is invalid would drop a good one. The inbound token is never forwarded: only
 its fingerprint is kept on the request.
+
+The metadata's ``scopes_supported`` and the 401's ``scope=`` come from
+``ALTER_MCP_RESOURCE_SCOPES``; per-tool scopes are enforced by
+:class:`alter_mcp.server.scopes.ToolScopeMiddleware` (403 ``insufficient_scope``).
 """
 
 from __future__ import annotations

@@ -101,7 +101,9 @@ class AccessActions(VaultBase):
         # through the core.
         verifier = getattr(self._core, "jwt_verifier", None)
         if verifier is None:
-            verifier = verifier_from_settings(self._core.settings)
+            # The vault's OAuth client (closed with the vault): a client per introspection
+            # would cost a new connection pool each time (bench/introspection.py).
+            verifier = verifier_from_settings(self._core.settings, http=self._core.http)
             self._core.jwt_verifier = verifier  # type: ignore[attr-defined]
         result: VerifiedToken = await verifier.verify(token)
         return result
