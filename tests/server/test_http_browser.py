@@ -4,10 +4,17 @@ and DNS-rebinding protection unchanged for everything else. Real HTTP requests t
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import httpx2
 import pytest
+import uvicorn
 
 from alter_mcp.vault import AlterVault
+from tests.browser.conftest import page  # noqa: F401 - Chromium via Playwright
 from tests.peers.mockidp import MockIdpPeer
 from tests.peers.process import free_port
 from tests.server.conftest import VaultFactory, audience, http_server
@@ -106,3 +113,80 @@ async def test_browser_no_cors_without_allowed_origins(make_vault: VaultFactory,
                                                              trust_env=False) as client:
         own = await client.options(url + "/mcp", headers=preflight(url))
     assert own.status_code == 405 and "access-control-allow-origin" not in own.headers
+
+
+#: What a browser MCP client does first: read the metadata, then POST to /mcp and read the
+#: challenge and session id. Returns what the page could see (or the fetch error).
+PAGE_SCRIPT = """async ([base, token, init]) => {
+  const seen = {};
+  try {
+    const meta = await fetch(base + "/.well-known/oauth-protected-resource/mcp");
+    seen.resource = (await meta.json()).resource;
+  } catch (e) { seen.metadata_error = String(e); }
+  const headers = {"content-type": "application/json",
+                   "accept": "application/json, text/event-stream"};
+  if (token) headers.authorization = "Bearer " + token;
+  try {
+    const r = await fetch(base + "/mcp", {method: "POST", headers, body: JSON.stringify(init)});
+    seen.status = r.status;
+    seen.challenge = r.headers.get("www-authenticate");
+    seen.session = r.headers.get("mcp-session-id");
+  } catch (e) { seen.mcp_error = String(e); }
+  return seen;
+}"""
+
+
+async def blank_page(scope: Any, receive: Any, send: Any) -> None:
+    """Serve an empty HTML page (the browser client's own origin)."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/html")]})
+    await send({"type": "http.response.body", "body": b"<!doctype html><p>app"})
+
+
+@asynccontextmanager
+async def page_origin() -> AsyncIterator[str]:
+    """Serve ``blank_page`` on loopback (so Chromium lets it reach loopback); yield its origin."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(blank_page, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off",
+                                           log_config=None))
+    task = asyncio.get_running_loop().create_task(server.serve())
+    for _ in range(500):  # uvicorn's own readiness flag is the signal, as in http_server
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "the page server did not start"
+    try:
+        yield f"http://localhost:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def run_page(tab: Any, origin: str, url: str, token: str | None) -> dict[str, Any]:
+    """Open the page at ``origin`` in ``tab`` and run ``PAGE_SCRIPT`` against ``url``."""
+    await tab.goto(origin + "/app.html")
+    result: dict[str, Any] = await tab.evaluate(PAGE_SCRIPT, [url, token, INIT])
+    return result
+
+
+async def test_browser_chromium_client_on_allowed_origin_connects(
+        make_vault: VaultFactory, mockidp: MockIdpPeer, page: Any,  # noqa: F811 - fixture
+) -> None:
+    """In Chromium, a page on an allowed origin reads the metadata, the 401 challenge and,
+    with a token, the session id; a page on another origin reads only the metadata."""
+    async with page_origin() as app_origin, page_origin() as other_origin:
+        vault = await make_vault(public_url=f"http://127.0.0.1:{free_port()}",
+                                 idp_issuer=mockidp.issuer, allowed_origins=[app_origin])
+        token = mockidp.token(sub="alice", aud=audience(vault))
+        async with http_server(vault) as url:
+            anonymous = await run_page(page, app_origin, url, None)
+            signed_in = await run_page(page, app_origin, url, token)
+            elsewhere = await run_page(page, other_origin, url, token)
+    assert anonymous["resource"] == signed_in["resource"] == url + "/mcp"
+    assert anonymous["status"] == 401 and "resource_metadata=" in anonymous["challenge"]
+    assert signed_in["status"] == 200 and signed_in["session"]
+    assert elsewhere["resource"] == url + "/mcp"
+    assert "mcp_error" in elsewhere and "status" not in elsewhere
