@@ -9,8 +9,10 @@ uvicorn plays the MCP host.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -23,7 +25,7 @@ from alter_mcp.errors import AuthenticationError
 from alter_mcp.tokens import IntrospectionVerifier
 from alter_mcp.vault import AlterVault
 from tests.peers.oidc import BrowserlessAgent, OidcProviderPeer, node_binary
-from tests.peers.process import free_port
+from tests.peers.process import PeerProcess, free_port
 from tests.server.conftest import (
     VaultFactory,
     audience,
@@ -33,6 +35,7 @@ from tests.server.conftest import (
     user,
 )
 from tests.server.test_http_auth import MCP_HEADERS, post_init
+from tests.server.test_transports import ALTER_MCP, _inspector
 
 HOST_CLIENT = "mcp-host"
 HOST_REDIRECT = "http://127.0.0.1:9/callback"
@@ -128,6 +131,40 @@ async def test_introspection_scopes_of_an_opaque_token_gate_tools(
             "authorization": f"Bearer {token}"}) for call in calls]
     assert [a.status_code for a in answers] == [200, 403]
     assert 'scope="vault:admin"' in answers[1].headers["www-authenticate"]
+
+
+async def test_introspection_inspector_cli_calls_tools_with_an_opaque_token(
+        opaque_idp: OidcProviderPeer, tmp_path: Path, master_key: str) -> None:
+    """The MCP Inspector CLI, against a real ``alter-mcp serve`` in introspection mode, calls
+    a tool with an opaque token and is refused one whose scope the token lacks; the server's
+    output never shows the token."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+           "ALTER_MCP_DATA_DIR": str(tmp_path / "data"), "ALTER_MCP_MASTER_KEY": master_key,
+           "ALTER_MCP_CONNECT_PORT": "0", "ALTER_MCP_PUBLIC_URL": url,
+           "ALTER_MCP_IDP_ISSUER": opaque_idp.issuer,
+           "ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID": RS_CLIENT,
+           "ALTER_MCP_IDP_INTROSPECTION_CLIENT_SECRET": RS_SECRET,
+           "ALTER_MCP_TOOL_SCOPES": '{"list_grants": ["vault:read"], '
+                                    '"revoke_grant": ["vault:admin"]}'}
+    token = (await host_tokens(opaque_idp, url + "/mcp"))["access_token"]
+    header = ["--header", f"Authorization: Bearer {token}"]
+    proc = PeerProcess([ALTER_MCP, "serve", "--transport", "http", "--host", "127.0.0.1",
+                        "--port", str(port)], name="alter-mcp-http", env=env)
+    proc.start(port=port, timeout=30)
+    try:
+        listed = _inspector([url + "/mcp", *header, "--method", "tools/call", "--tool-name",
+                             "list_grants"], tmp_path)
+        refused = _inspector([url + "/mcp", *header, "--method", "tools/call", "--tool-name",
+                              "revoke_grant", "--tool-arg", "grant_id=g1"], tmp_path)
+    finally:
+        proc.stop()
+    assert listed[0] == 0, listed[2]
+    assert listed[1]["result"]["structuredContent"] == {"grants": [], "next_cursor": None}
+    said = refused[2] + str(refused[1])  # the Inspector read the 403's scope challenge
+    assert refused[0] != 0 and "Insufficient scope" in said and "vault:admin" in said
+    assert token not in proc.stderr and "Traceback" not in proc.stderr
 
 
 async def test_introspection_refuses_other_audience_and_refresh_tokens(
