@@ -306,7 +306,8 @@ class IntrospectionVerifier:
 
     A positive answer is cached until the token's ``exp`` and at most ``cache_ttl`` seconds (a
     revocation at the provider is seen within that time); a refusal for ``negative_ttl``
-    seconds. The cache is keyed by the token's fingerprint, never the token, and holds at most
+    seconds. Concurrent requests with the same uncached token wait for one introspection. The
+    cache is keyed by the token's fingerprint, never the token, and holds at most
     ``max_entries``. An endpoint that cannot be reached, refuses this server's client or
     answers nonsense raises ``IdentityProviderUnavailableError`` (HTTP 503): the token was not
     checked, so it is not called bad. The token goes only into the introspection request body.
@@ -341,6 +342,7 @@ class IntrospectionVerifier:
         self._max_entries = max_entries
         self._clock = clock
         self._cache: dict[str, tuple[float, VerifiedToken | AuthenticationError]] = {}
+        self._pending: dict[str, anyio.Event] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, *, http: httpx2.AsyncClient | None = None
@@ -371,19 +373,33 @@ class IntrospectionVerifier:
         if (not isinstance(token, str) or not token or len(token) > _MAX_TOKEN
                 or not token.isascii() or not token.isprintable() or " " in token):
             raise _fail("The bearer token is missing, too long or malformed.", "malformed")
-        key, now = token_fingerprint(token), self._clock()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            if isinstance(cached[1], AuthenticationError):
-                raise cached[1]
-            return cached[1]
+        key = token_fingerprint(token)
+        while True:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] > self._clock():
+                if isinstance(cached[1], AuthenticationError):
+                    # A fresh error each time: re-raising one instance grows its traceback.
+                    raise _fail(cached[1].message, str(cached[1].details.get("reason")))
+                return cached[1]
+            pending = self._pending.get(key)
+            if pending is None:
+                break
+            # One question per token at a time: a client opening a session sends several
+            # requests at once with a new token. After an outage (nothing cached) a waiter asks.
+            await pending.wait()
+        done = self._pending[key] = anyio.Event()
         try:
-            verified = self._check(token, await self._introspect(token))
-        except AuthenticationError as refusal:
-            self._remember(key, now + self.negative_ttl, refusal)
-            raise
-        self._remember(key, min(now + self.cache_ttl, verified.expires_at), verified)
-        return verified
+            now = self._clock()
+            try:
+                verified = self._check(token, await self._introspect(token))
+            except AuthenticationError as refusal:
+                self._remember(key, now + self.negative_ttl, refusal)
+                raise
+            self._remember(key, min(now + self.cache_ttl, verified.expires_at), verified)
+            return verified
+        finally:
+            del self._pending[key]
+            done.set()
 
     def _remember(self, key: str, until: float,
                   answer: VerifiedToken | AuthenticationError) -> None:

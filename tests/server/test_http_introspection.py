@@ -8,6 +8,7 @@ uvicorn plays the MCP host.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -215,6 +216,19 @@ async def test_introspection_outage_answers_503_not_401(
     assert response.status_code == 503 and response.headers["retry-after"]
     assert "www-authenticate" not in response.headers
     assert token not in caplog.text and RS_SECRET not in caplog.text
+
+
+async def test_introspection_concurrent_requests_ask_once(opaque_idp: OidcProviderPeer) -> None:
+    """Twenty concurrent verifications of a new token make one introspection request."""
+    resource = "http://127.0.0.1:9/mcp"
+    verifier = IntrospectionVerifier(
+        issuer=opaque_idp.issuer, audience=resource, client_id=RS_CLIENT,
+        client_secret=SecretStr(RS_SECRET), introspection_url=opaque_idp.introspection_endpoint)
+    token = (await host_tokens(opaque_idp, resource))["access_token"]
+    await opaque_idp.areset_stats()
+    results = await asyncio.gather(*(verifier.verify(token) for _ in range(20)))
+    assert {r.identity.principal.key for r in results} == {results[0].identity.principal.key}
+    assert (await opaque_idp.astats())["introspection"] == 1
 
 
 async def test_introspection_cache_is_bounded_by_the_token_expiry(
