@@ -18,6 +18,7 @@ Invalid configuration raises :class:`ConfigurationError` naming the setting and 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -40,7 +42,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alter_mcp.errors import ConfigurationError
 
-__all__ = ["ProviderConfig", "Settings", "default_config_path", "load_settings"]
+__all__ = [
+    "ProviderConfig",
+    "Settings",
+    "cleartext_allowed",
+    "default_config_path",
+    "load_settings",
+]
 
 ENV_PREFIX = "ALTER_MCP_"
 
@@ -381,6 +389,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return settings
 
 
+def cleartext_allowed(url: str) -> bool:
+    """Return True when ``url`` is https, or plain http to this machine (loopback)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_introspection(settings: Settings) -> None:
     """Refuse an introspection setup that could only fail at the first request."""
     if settings.idp_introspection_url and not settings.idp_introspection_client_id:
@@ -389,6 +411,13 @@ def _check_introspection(settings: Settings) -> None:
             setting="ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID",
             hint="Set ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID and _CLIENT_SECRET to the "
                  "client this server authenticates as at the introspection endpoint.")
+    url = settings.idp_introspection_url
+    if url and not (settings.allow_insecure_http or cleartext_allowed(url)):
+        raise ConfigurationError(
+            "ALTER_MCP_IDP_INTROSPECTION_URL is plain http to another machine: tokens and this "
+            "server's secret would cross the network in the clear.",
+            setting="ALTER_MCP_IDP_INTROSPECTION_URL",
+            hint="Use https, or set ALTER_MCP_ALLOW_INSECURE_HTTP=true on a trusted network.")
     if settings.introspects_tokens and settings.idp_introspection_client_secret is None:
         raise ConfigurationError(
             "Token introspection needs this server's client secret.",

@@ -27,7 +27,7 @@ import jwt
 from jwt.exceptions import InvalidTokenError, PyJWKError
 from pydantic import SecretStr
 
-from alter_mcp.config import Settings
+from alter_mcp.config import Settings, cleartext_allowed
 from alter_mcp.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -326,6 +326,7 @@ class IntrospectionVerifier:
         http: httpx2.AsyncClient | None = None,
         cache_ttl: float = 60.0,
         negative_ttl: float = 10.0,
+        allow_insecure_http: bool = False,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -338,6 +339,7 @@ class IntrospectionVerifier:
         self._client_id = client_id
         self._client_secret = client_secret
         self._url = introspection_url
+        self._insecure = allow_insecure_http
         self._http = http
         self._max_entries = max_entries
         self._clock = clock
@@ -359,7 +361,8 @@ class IntrospectionVerifier:
                    client_id=settings.idp_introspection_client_id, client_secret=secret,
                    introspection_url=settings.idp_introspection_url, leeway=settings.idp_leeway,
                    groups_claim=settings.idp_groups_claim, http=http,
-                   cache_ttl=settings.idp_introspection_cache_ttl)
+                   cache_ttl=settings.idp_introspection_cache_ttl,
+                   allow_insecure_http=settings.allow_insecure_http)
 
     def clear(self) -> None:
         """Forget every cached answer."""
@@ -444,6 +447,11 @@ class IntrospectionVerifier:
                 raise self._unavailable(
                     "is not in the provider's discovery document",
                     "Set ALTER_MCP_IDP_INTROSPECTION_URL, and check ALTER_MCP_IDP_ISSUER.")
+            if not (self._insecure or cleartext_allowed(url)):
+                raise self._unavailable(
+                    f"{url} is plain http to another machine, which would expose tokens and "
+                    "this server's secret", "Use an https issuer, or set "
+                    "ALTER_MCP_ALLOW_INSECURE_HTTP=true on a trusted network.")
             self._url = url
         return self._url
 

@@ -145,6 +145,10 @@ def test_config_scopes_from_env_json_and_toml_table(tmp_path: Path) -> None:
     ({"ALTER_MCP_IDP_INTROSPECTION_URL": "http://127.0.0.1:1/introspect"},
      "ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID"),
     ({"ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID": "rs"}, "ALTER_MCP_IDP_INTROSPECTION_CLIENT_SECRET"),
+    ({"ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID": "rs",
+      "ALTER_MCP_IDP_INTROSPECTION_CLIENT_SECRET": "s",
+      "ALTER_MCP_IDP_INTROSPECTION_URL": "http://idp.internal/introspect"},
+     "ALTER_MCP_IDP_INTROSPECTION_URL"),
 ])
 def test_config_bad_scope_or_introspection_setting_named(tmp_path: Path, env: dict[str, str],
                                                          setting: str) -> None:
@@ -153,3 +157,16 @@ def test_config_bad_scope_or_introspection_setting_named(tmp_path: Path, env: di
     with pytest.raises(ConfigurationError) as caught:
         load_settings({"ALTER_MCP_DATA_DIR": str(tmp_path), **env})
     assert caught.value.setting == setting
+
+
+def test_config_introspection_over_plain_http_only_on_loopback_or_when_allowed(tmp_path: Path
+                                                                              ) -> None:
+    """Plain-http introspection is accepted to loopback, or anywhere with
+    ALTER_MCP_ALLOW_INSECURE_HTTP."""
+    base = {"ALTER_MCP_DATA_DIR": str(tmp_path), "ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID": "rs",
+            "ALTER_MCP_IDP_INTROSPECTION_CLIENT_SECRET": "introspection-secret-4711"}
+    local = load_settings({**base, "ALTER_MCP_IDP_INTROSPECTION_URL": "http://127.0.0.2:9/i"})
+    trusted = load_settings({**base, "ALTER_MCP_ALLOW_INSECURE_HTTP": "true",
+                             "ALTER_MCP_IDP_INTROSPECTION_URL": "http://idp.internal/i"})
+    assert local.introspects_tokens and trusted.idp_introspection_url == "http://idp.internal/i"
+    assert "introspection-secret-4711" not in repr(local) + str(local)

@@ -94,9 +94,10 @@ async def with_token(url: str, token: str) -> httpx2.Response:
 
 async def test_introspection_opaque_token_reaches_tools_as_the_user(
         make_vault: VaultFactory, opaque_idp: OidcProviderPeer,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     """An opaque token from a real code flow lets an MCP client list the user's own grants;
-    repeated requests are answered from the cache; the token appears in no log or audit."""
+    repeated requests are answered from the cache; the token and this server's secret appear
+    in no log, audit event or file."""
     caplog.set_level(logging.DEBUG)
     vault = await introspecting_vault(make_vault, opaque_idp)  # endpoint discovered
     grant_id = await secret_grant(vault, user(opaque_idp.issuer, "alice"), value=SECRET,
@@ -112,6 +113,10 @@ async def test_introspection_opaque_token_reaches_tools_as_the_user(
     assert [g["grant_id"] for g in first["grants"]] == [grant_id] and first == second
     assert (await opaque_idp.astats())["introspection"] == 1
     assert token not in caplog.text and token not in await audit_text(vault)
+    assert RS_SECRET not in caplog.text
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
+        content = path.read_bytes()
+        assert token.encode() not in content and RS_SECRET.encode() not in content, path
 
 
 async def test_introspection_scopes_of_an_opaque_token_gate_tools(
