@@ -204,11 +204,6 @@ class Settings(BaseSettings):
     def _tool_scopes(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         return {tool: _scope_tokens(scopes) for tool, scopes in value.items()}
 
-    @property
-    def introspects_tokens(self) -> bool:
-        """Return True when access tokens are checked by introspection rather than as JWTs."""
-        return self.idp_introspection_client_id is not None
-
     @field_validator("idp_algorithms")
     @classmethod
     def _algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -236,6 +231,11 @@ class Settings(BaseSettings):
         if upper not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return upper
+
+    @property
+    def introspects_tokens(self) -> bool:
+        """Return True when access tokens are checked by introspection rather than as JWTs."""
+        return self.idp_introspection_client_id is not None
 
     @property
     def resolved_database_url(self) -> str:
