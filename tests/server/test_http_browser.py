@@ -190,3 +190,20 @@ async def test_browser_chromium_client_on_allowed_origin_connects(
     assert signed_in["status"] == 200 and signed_in["session"]
     assert elsewhere["resource"] == url + "/mcp"
     assert "mcp_error" in elsewhere and "status" not in elsewhere
+
+
+async def test_browser_origin_pattern_gets_cors_on_mcp(make_vault: VaultFactory,
+                                                       mockidp: MockIdpPeer) -> None:
+    """An allowed-origin pattern (``http://*.example.test:3000``) gets CORS for its matches
+    only; a look-alike host is refused."""
+    vault = await make_vault(public_url=f"http://127.0.0.1:{free_port()}",
+                             idp_issuer=mockidp.issuer,
+                             allowed_origins=["http://*.example.test:3000"])
+    async with http_server(vault) as url, httpx2.AsyncClient(timeout=10,
+                                                             trust_env=False) as client:
+        match = await client.options(url + "/mcp", headers=preflight(APP))
+        lookalike = await client.options(url + "/mcp", headers=preflight(
+            "http://app.example.test.evil.example:3000"))
+    assert match.status_code == 200 and match.headers["access-control-allow-origin"] == APP
+    assert lookalike.status_code == 403
+    assert "access-control-allow-origin" not in lookalike.headers

@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from alter_mcp.errors import ConfigurationError
 from alter_mcp.models import AgentPrincipal
 from alter_mcp.server import build_http_app
+from alter_mcp.server.scopes import MAX_BODY
 from alter_mcp.vault import AlterVault
 from tests.peers.mockidp import MockIdpPeer
 from tests.peers.process import free_port
@@ -160,3 +161,13 @@ async def test_tool_scopes_naming_an_unknown_tool_refuse_to_start(
         async with app.router.lifespan_context(app):
             pass
     assert caught.value.setting == "ALTER_MCP_TOOL_SCOPES"
+
+
+async def test_tool_scopes_oversized_body_is_refused_unread(scoped_vault: AlterVault,
+                                                            mockidp: MockIdpPeer) -> None:
+    """A body larger than the MCP message limit gets 413 rather than an unchecked pass."""
+    reader = token(mockidp, scoped_vault, "mcp:tools vault:read")
+    padding = "x" * (MAX_BODY + 1)
+    async with http_server(scoped_vault) as url:
+        response = await call(url, reader, tool_call("revoke_grant", {"grant_id": padding}))
+    assert response.status_code == 413
