@@ -18,12 +18,15 @@ Invalid configuration raises :class:`ConfigurationError` naming the setting and 
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -40,7 +43,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alter_mcp.errors import ConfigurationError
 
-__all__ = ["ProviderConfig", "Settings", "default_config_path", "load_settings"]
+__all__ = [
+    "ProviderConfig",
+    "Settings",
+    "cleartext_allowed",
+    "default_config_path",
+    "load_settings",
+]
 
 ENV_PREFIX = "ALTER_MCP_"
 
@@ -97,7 +106,17 @@ class Settings(BaseSettings):
     )
     idp_leeway: float = Field(default=30.0, ge=0, le=300)
     idp_client_id: str | None = None
+    # The browser login's OpenID scopes; what MCP clients ask for is resource_scopes.
     idp_scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
+    # Opaque access tokens (issue 17): verified by RFC 7662 introspection when a client id is set.
+    idp_introspection_url: str | None = None
+    idp_introspection_client_id: str | None = None
+    idp_introspection_client_secret: SecretStr | None = None
+    idp_introspection_cache_ttl: float = Field(default=60.0, ge=0, le=3600)
+    # The scopes of this resource (RFC 9728 scopes_supported, the 401's scope=), and the
+    # scopes each tool requires on top ({"list_grants": ["vault:read"], ...}).
+    resource_scopes: tuple[str, ...] = ()
+    tool_scopes: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     mcp_path: str = "/mcp"
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
@@ -149,7 +168,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("public_url", "idp_issuer", "idp_jwks_uri")
+    @field_validator("public_url", "idp_issuer", "idp_jwks_uri", "idp_introspection_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
@@ -162,14 +181,36 @@ class Settings(BaseSettings):
         # The issuer keeps its exact form (it is compared with `iss`); a base URL does not.
         return value.rstrip("/") if value else value
 
-    @field_validator("idp_algorithms", "idp_scopes", "allowed_hosts", "allowed_origins",
-                     mode="before")
+    @field_validator("idp_algorithms", "idp_scopes", "resource_scopes", "allowed_hosts",
+                     "allowed_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         # Environment variables carry lists as "a,b,c".
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("tool_scopes", mode="before")
+    @classmethod
+    def _tool_scopes_json(cls, value: Any) -> Any:
+        # The environment variable carries the table as JSON: {"list_grants": ["vault:read"]}.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError('must be a JSON object such as {"list_grants": '
+                                 '["vault:read"]}') from None
+        return value
+
+    @field_validator("resource_scopes")
+    @classmethod
+    def _resource_scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _scope_tokens(value)
+
+    @field_validator("tool_scopes")
+    @classmethod
+    def _tool_scopes(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return {tool: _scope_tokens(scopes) for tool, scopes in value.items()}
 
     @field_validator("idp_algorithms")
     @classmethod
@@ -209,6 +250,11 @@ class Settings(BaseSettings):
         return upper
 
     @property
+    def introspects_tokens(self) -> bool:
+        """Return True when access tokens are checked by introspection rather than as JWTs."""
+        return self.idp_introspection_client_id is not None
+
+    @property
     def resolved_database_url(self) -> str:
         """Return the database URL, defaulting to a SQLite file in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'vault.db'}"
@@ -227,6 +273,15 @@ class Settings(BaseSettings):
     def resolved_key_file(self) -> Path:
         """Return the key file path, defaulting to ``master.key`` in the data directory."""
         return self.key_file or self.data_dir / "master.key"
+
+
+def _scope_tokens(scopes: tuple[str, ...]) -> tuple[str, ...]:
+    """Return ``scopes`` if each is an RFC 6749 scope token (they go into quoted headers)."""
+    for scope in scopes:
+        if not scope or any(c in '"\\ ' or not 0x21 <= ord(c) <= 0x7E for c in scope):
+            raise ValueError(f"{scope!r} is not a scope token: use printable ASCII with no "
+                             "space, quote or backslash")
+    return tuple(dict.fromkeys(scopes))
 
 
 def _setting_name(loc: tuple[int | str, ...]) -> str:
@@ -347,4 +402,41 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 setting=f"providers.{provider_id}.client_secret_env",
                 hint=f"Export {provider.client_secret_env} or give client_secret instead.",
             )
+    _check_introspection(settings)
     return settings
+
+
+def cleartext_allowed(url: str) -> bool:
+    """Return True when ``url`` is https, or plain http to this machine (loopback)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_introspection(settings: Settings) -> None:
+    """Refuse an introspection setup that could only fail at the first request."""
+    if settings.idp_introspection_url and not settings.idp_introspection_client_id:
+        raise ConfigurationError(
+            "ALTER_MCP_IDP_INTROSPECTION_URL is set but no client to call it as.",
+            setting="ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID",
+            hint="Set ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID and _CLIENT_SECRET to the "
+                 "client this server authenticates as at the introspection endpoint.")
+    url = settings.idp_introspection_url
+    if url and not (settings.allow_insecure_http or cleartext_allowed(url)):
+        raise ConfigurationError(
+            "ALTER_MCP_IDP_INTROSPECTION_URL is plain http to another machine: tokens and this "
+            "server's secret would cross the network in the clear.",
+            setting="ALTER_MCP_IDP_INTROSPECTION_URL",
+            hint="Use https, or set ALTER_MCP_ALLOW_INSECURE_HTTP=true on a trusted network.")
+    if settings.introspects_tokens and settings.idp_introspection_client_secret is None:
+        raise ConfigurationError(
+            "Token introspection needs this server's client secret.",
+            setting="ALTER_MCP_IDP_INTROSPECTION_CLIENT_SECRET",
+            hint="Set it to the secret of ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID.")

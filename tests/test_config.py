@@ -159,3 +159,52 @@ def test_config_no_default_file_means_environment_only(tmp_path: Path) -> None:
     """Without the default file (or a HOME in an explicit environment), no file is read."""
     assert load_settings({"HOME": str(tmp_path)}).config is None
     assert load_settings({}).config is None
+
+
+def test_config_scopes_from_env_json_and_toml_table(tmp_path: Path) -> None:
+    """Resource scopes come as a comma list; tool scopes as JSON in the environment or a
+    ``[tool_scopes]`` table in the file."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[tool_scopes]\nrevoke_grant = ["vault:admin"]\n')
+    from_file = load_settings({"ALTER_MCP_DATA_DIR": str(tmp_path), "ALTER_MCP_CONFIG": str(cfg),
+                               "ALTER_MCP_RESOURCE_SCOPES": "mcp:tools, api://x/.default"})
+    from_env = load_settings({"ALTER_MCP_DATA_DIR": str(tmp_path),
+                              "ALTER_MCP_TOOL_SCOPES": '{"list_grants": ["vault:read"]}'})
+    assert from_file.resource_scopes == ("mcp:tools", "api://x/.default")
+    assert from_file.tool_scopes == {"revoke_grant": ("vault:admin",)}
+    assert from_env.tool_scopes == {"list_grants": ("vault:read",)}
+    assert from_env.resource_scopes == () and "openid" in from_env.idp_scopes
+
+
+@pytest.mark.parametrize(("env", "setting"), [
+    ({"ALTER_MCP_TOOL_SCOPES": "list_grants=vault:read"}, "ALTER_MCP_TOOL_SCOPES"),
+    ({"ALTER_MCP_TOOL_SCOPES": '{"list_grants": ["a\\" b"]}'}, "ALTER_MCP_TOOL_SCOPES"),
+    ({"ALTER_MCP_RESOURCE_SCOPES": 'mcp"tools'}, "ALTER_MCP_RESOURCE_SCOPES"),
+    ({"ALTER_MCP_IDP_INTROSPECTION_URL": "http://127.0.0.1:1/introspect"},
+     "ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID"),
+    ({"ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID": "rs"}, "ALTER_MCP_IDP_INTROSPECTION_CLIENT_SECRET"),
+    ({"ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID": "rs",
+      "ALTER_MCP_IDP_INTROSPECTION_CLIENT_SECRET": "s",
+      "ALTER_MCP_IDP_INTROSPECTION_URL": "http://idp.internal/introspect"},
+     "ALTER_MCP_IDP_INTROSPECTION_URL"),
+])
+def test_config_bad_scope_or_introspection_setting_named(tmp_path: Path, env: dict[str, str],
+                                                         setting: str) -> None:
+    """Malformed scopes (they go into quoted headers) and half-configured introspection are
+    refused, naming the setting to fix."""
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({"ALTER_MCP_DATA_DIR": str(tmp_path), **env})
+    assert caught.value.setting == setting
+
+
+def test_config_introspection_over_plain_http_only_on_loopback_or_when_allowed(tmp_path: Path
+                                                                              ) -> None:
+    """Plain-http introspection is accepted to loopback, or anywhere with
+    ALTER_MCP_ALLOW_INSECURE_HTTP."""
+    base = {"ALTER_MCP_DATA_DIR": str(tmp_path), "ALTER_MCP_IDP_INTROSPECTION_CLIENT_ID": "rs",
+            "ALTER_MCP_IDP_INTROSPECTION_CLIENT_SECRET": "introspection-secret-4711"}
+    local = load_settings({**base, "ALTER_MCP_IDP_INTROSPECTION_URL": "http://127.0.0.2:9/i"})
+    trusted = load_settings({**base, "ALTER_MCP_ALLOW_INSECURE_HTTP": "true",
+                             "ALTER_MCP_IDP_INTROSPECTION_URL": "http://idp.internal/i"})
+    assert local.introspects_tokens and trusted.idp_introspection_url == "http://idp.internal/i"
+    assert "introspection-secret-4711" not in repr(local) + str(local)

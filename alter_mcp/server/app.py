@@ -10,12 +10,19 @@ anyway), so any replica behind a load balancer answers any request.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from importlib import metadata
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastmcp import FastMCP
+from fastmcp.server.http import HostOriginGuardMiddleware
 from mcp.server.request_state import RequestStateSecurity
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alter_mcp.identity import IdentitySource
 from alter_mcp.models import Identity
@@ -25,10 +32,12 @@ from alter_mcp.server.connect import register_connect_tools
 from alter_mcp.server.errors import install_log_filters
 from alter_mcp.server.health import register_health_routes
 from alter_mcp.server.resources import register_resources
+from alter_mcp.server.scopes import check_tool_scopes
 from alter_mcp.server.tools import register_grant_tools
 from alter_mcp.vault import AlterVault
 
-__all__ = ["INSTRUCTIONS", "build_http_app", "build_server"]
+__all__ = ["INSTRUCTIONS", "PUBLIC_PREFIX", "BrowserAccessMiddleware", "build_http_app",
+           "build_server"]
 
 INSTRUCTIONS = """\
 This server calls third-party APIs (GitHub, Google, Slack, Stripe, ...) on the user's behalf.
@@ -104,23 +113,83 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+#: Paths of the public OAuth metadata documents (RFC 9728 and RFC 8414), readable from any origin.
+PUBLIC_PREFIX = "/.well-known/oauth-"
+#: Response headers a browser client on an allowed origin must be able to read.
+EXPOSED_HEADERS = ("Mcp-Session-Id", "Mcp-Protocol-Version", "WWW-Authenticate", "Retry-After")
+
+
+class BrowserAccessMiddleware:
+    """Check Host and Origin against DNS rebinding, with the two exceptions browsers need.
+
+    Every request's ``Host`` must be an allowed host. A foreign ``Origin`` is refused (403)
+    everywhere except on the public metadata documents, which carry no secret and which a
+    browser-based MCP client must read before it can sign in. On the MCP endpoint, origins in
+    ``ALTER_MCP_ALLOWED_ORIGINS`` get CORS: preflights are answered and the session id and
+    authentication challenge are readable.
+    """
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: Sequence[str],
+                 allowed_origins: Sequence[str], cors_origins: Sequence[str],
+                 mcp_path: str) -> None:
+        self.mcp_path = mcp_path.rstrip("/")
+        self.guarded = HostOriginGuardMiddleware(app, allowed_hosts, allowed_origins, "strict")
+        self.public = HostOriginGuardMiddleware(app, allowed_hosts, ["*"], "strict")
+        self.mcp = self.guarded
+        if cors_origins:
+            patterns = [o for o in cors_origins if "*" in o]
+            cors = CORSMiddleware(
+                app, allow_origins=[o for o in cors_origins if "*" not in o],
+                allow_origin_regex="|".join(fnmatch.translate(p) for p in patterns) or None,
+                allow_methods=["GET", "POST", "DELETE"],
+                # 2026-07-28 clients mirror parameters into Mcp-Param-* headers, which no
+                # fixed list can name; the origin check is what restricts who may send them.
+                allow_headers=["*"], expose_headers=list(EXPOSED_HEADERS), max_age=600)
+            self.mcp = HostOriginGuardMiddleware(cors, allowed_hosts, allowed_origins, "strict")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(PUBLIC_PREFIX):
+            await self.public(scope, receive, send)
+        elif path.rstrip("/") == self.mcp_path:
+            await self.mcp(scope, receive, send)
+        else:
+            await self.guarded(scope, receive, send)
+
+
+def _checking_tool_scopes(app: Starlette, server: FastMCP, vault: AlterVault) -> None:
+    """Make the app refuse to start when the tool scopes name a tool the server lacks."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(target: Any) -> AsyncIterator[Any]:
+        check_tool_scopes(vault.settings.tool_scopes,
+                          [tool.name for tool in await server.list_tools(run_middleware=False)])
+        async with inner(target) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
 def build_http_app(vault: AlterVault, *, server: FastMCP | None = None) -> Starlette:
     """Return the streamable-HTTP app: MCP at ``settings.mcp_path``, plus its side routes."""
     settings = vault.settings
     server = server or build_server(vault, http=True)
     public = settings.public_url or ""
-    app = server.http_app(
-        path=settings.mcp_path,
-        stateless_http=settings.stateless_http,
-        host_origin_protection=True,
-        allowed_hosts=[h for h in (_host(public), *settings.allowed_hosts) if h],
-        allowed_origins=[o for o in (_origin(public) if public else "",
-                                     *settings.allowed_origins) if o],
-    )
+    # BrowserAccessMiddleware below is the Host/Origin guard (fastmcp's, with exceptions).
+    app = server.http_app(path=settings.mcp_path, stateless_http=settings.stateless_http,
+                          host_origin_protection=False)
     connect_app = getattr(vault, "connect_app", None)
     if callable(connect_app):
         # The connect pages and OAuth callback live on this same origin (lowest precedence).
         routes = connect_app().routes
         app.router.routes.extend(routes)
+    _checking_tool_scopes(app, server, vault)
+    app.add_middleware(
+        BrowserAccessMiddleware, mcp_path=settings.mcp_path,
+        allowed_hosts=[h for h in (_host(public), *settings.allowed_hosts) if h],
+        allowed_origins=[o for o in (_origin(public) if public else "",
+                                     *settings.allowed_origins) if o],
+        cors_origins=settings.allowed_origins)
     app.add_middleware(AgentKeyHeaderMiddleware)
     return app

@@ -2,9 +2,10 @@
 
 Every request to the MCP endpoint carries exactly one credential:
 
-- ``Authorization: Bearer <JWT>`` from the configured identity provider, verified per request
-  by :class:`alter_mcp.tokens.JwtVerifier` (issuer, JWKS, audience = this server's resource
-  URL, algorithm allow-list, ``exp``/``nbf``/``iat``);
+- ``Authorization: Bearer <token>`` from the configured identity provider, verified per
+  request by :class:`alter_mcp.tokens.JwtVerifier` (issuer, JWKS, audience = this server's
+  resource URL, algorithm allow-list, ``exp``/``nbf``/``iat``) or, for opaque tokens, by
+  RFC 7662 introspection (:class:`alter_mcp.tokens.IntrospectionVerifier`);
 - or an agent API key, as ``Authorization: Bearer amk_…`` or ``X-Alter-Agent-Key: amk_…``.
 
 A request carrying two credentials, a repeated header or a value of the wrong kind is refused
@@ -14,6 +15,10 @@ well-known URL). When the credential *could not be checked* (the database or the
 provider's keys are unreachable) the answer is 503 with ``Retry-After``, never 401: a client
 told its token is invalid would drop a good one. The inbound token is never forwarded: only
 its fingerprint is kept on the request.
+
+The metadata's ``scopes_supported`` and the 401's ``scope=`` come from
+``ALTER_MCP_RESOURCE_SCOPES``; per-tool scopes are enforced by
+:class:`alter_mcp.server.scopes.ToolScopeMiddleware` (403 ``insufficient_scope``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from alter_mcp.errors import (
 )
 from alter_mcp.models import Identity
 from alter_mcp.server.credentials import AGENT_KEY_HEADER, presented_credential
+from alter_mcp.server.scopes import ToolScopeMiddleware, scopes_supported
 from alter_mcp.tokens import token_fingerprint
 from alter_mcp.vault import AlterVault
 
@@ -138,7 +144,7 @@ class _Backend(AuthenticationBackend):
             # The operator gets the details; the client only learns what to wait for.
             log.error("A credential could not be checked: %s", exc)
             what = ("its database is unavailable" if isinstance(exc, StoreError)
-                    else "the identity provider's keys could not be fetched")
+                    else "the identity provider's keys or token status could not be fetched")
             raise _Unavailable(f"The server could not check the credential: {what}. "
                                f"Retry in {RETRY_AFTER} seconds.") from None
         except TimeoutError:
@@ -220,8 +226,13 @@ class AlterAuth(AuthProvider):
             "authorization_servers": [self.issuer],
             "bearer_methods_supported": ["header"],
             "resource_name": "alter-mcp",
-            "scopes_supported": list(self.vault.settings.idp_scopes),
+            "scopes_supported": scopes_supported(self.vault.settings.resource_scopes,
+                                                 self.vault.settings.tool_scopes),
         }
+
+    def get_challenge_scopes(self, required_scopes: list[str] | None = None) -> list[str]:
+        """Return the scopes a 401 asks clients to request: the resource scopes."""
+        return list(self.vault.settings.resource_scopes)
 
     def get_routes(self, mcp_path: str | None = None) -> list[Route]:
         """Serve the metadata at ``/.well-known/oauth-protected-resource{,/<mcp path>}``."""
@@ -242,6 +253,8 @@ class AlterAuth(AuthProvider):
         parts = []
         if description is not None:
             parts += ['error="invalid_token"', f'error_description="{_quoted(description)}"']
+        if self.vault.settings.resource_scopes:
+            parts.append(f'scope="{" ".join(self.vault.settings.resource_scopes)}"')
         if self.metadata_url:
             parts.append(f'resource_metadata="{self.metadata_url}"')
         return "Bearer " + ", ".join(parts) if parts else "Bearer"
@@ -259,16 +272,21 @@ class AlterAuth(AuthProvider):
                         headers={"WWW-Authenticate": self.challenge(description)})
 
     def get_middleware(self) -> list[Middleware]:
-        """Return the authentication middleware (our backend, our 401 challenges)."""
+        """Return the authentication middleware (our backend, our 401 challenges, tool scopes)."""
+        settings = self.vault.settings
         return [
             Middleware(AuthenticationMiddleware, backend=_Backend(self),
                        on_error=self._on_error),
             Middleware(AuthContextMiddleware),
+            Middleware(ToolScopeMiddleware, tool_scopes=settings.tool_scopes,
+                       resource_scopes=settings.resource_scopes, guards=self.guards,
+                       metadata_url=lambda: self.metadata_url),
         ]
 
 
 def _scopes(claims: Any) -> list[str]:
-    value = claims.get("scope") if hasattr(claims, "get") else None
+    # RFC 9068 / 7662 name the claim "scope"; Entra ID names it "scp".
+    value = (claims.get("scope") or claims.get("scp")) if hasattr(claims, "get") else None
     if isinstance(value, str):
         return value.split()
     return [str(v) for v in value] if isinstance(value, list) else []

@@ -14,16 +14,21 @@ from typing import Annotated, Any, Literal
 import mcp_types
 from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from alter_mcp.models import GrantStatus
 from alter_mcp.server.caller import CallerBinder
 from alter_mcp.server.elicit import Answer, ask_confirmation
 from alter_mcp.server.errors import tool_errors
 
-__all__ = ["register_grant_tools", "response_view"]
+__all__ = ["JSON_VALUE_SCHEMA", "register_grant_tools", "response_view"]
 
 Method = Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
+#: Any JSON value, as a union every branch of which has a ``type``: strict schema converters
+#: in some hosts reject or drop a property with no type (what ``Any`` alone produces).
+JSON_VALUE_SCHEMA: dict[str, Any] = {"anyOf": [
+    {"type": "object", "additionalProperties": True}, {"type": "array"}, {"type": "string"},
+    {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
 GrantId = Annotated[str, Field(min_length=1, max_length=200, description=(
     "A grant_id from list_grants or connect."))]
 
@@ -139,7 +144,7 @@ def register_grant_tools(server: FastMCP, binder: CallerBinder) -> None:
         title="Call a provider API", readOnlyHint=False, destructiveHint=True,
         idempotentHint=False, openWorldHint=True))
     async def authenticated_request(
-        method: Method,
+        method: Annotated[Method, Field(description="The HTTP method.")],
         url: Annotated[str, Field(min_length=8, max_length=8000, description=(
             "Absolute https URL on the provider's API host, e.g. "
             "https://api.github.com/user/repos."))],
@@ -157,7 +162,9 @@ def register_grant_tools(server: FastMCP, binder: CallerBinder) -> None:
         headers: Annotated[dict[str, str] | None, Field(description=(
             "Extra request headers (never Authorization: the vault adds the credential)."))
         ] = None,
-        json: Annotated[Any, Field(description="A JSON request body.")] = None,
+        json: Annotated[Any, WithJsonSchema({**JSON_VALUE_SCHEMA, "description": (
+            "A JSON request body: any JSON value (object, array, string, number, boolean).")
+        })] = None,
         body: Annotated[str | None, Field(description=(
             "A raw text request body (instead of json)."))] = None,
         reason: Annotated[str | None, Field(max_length=500, description=(

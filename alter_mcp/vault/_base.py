@@ -54,7 +54,7 @@ from alter_mcp.proxy import OriginSlots, Sender, new_client
 from alter_mcp.redaction import Secret
 from alter_mcp.store import Store, open_store
 from alter_mcp.store.base import PruneResult
-from alter_mcp.tokens import JwtVerifier, VerifiedToken
+from alter_mcp.tokens import TokenVerifier, VerifiedToken, verifier_from_settings
 from alter_mcp.vault._action import Action
 from alter_mcp.vault.keycheck import existing_keyring, keyring_loader, settle_keyring
 
@@ -90,7 +90,9 @@ class _Core:
         self.closed = False
         # Two first actions may race to open the vault lazily; one opens, the other waits.
         self.open_lock = anyio.Lock()
-        self.jwt_verifier: JwtVerifier | None = None
+        self.jwt_verifier: TokenVerifier | None = None
+        #: The verifier above was built on ``http`` by the vault (dropped when it closes).
+        self.own_verifier = False
         self.views = 0
         # An injected client is the caller's to close; the default one is the vault's.
         self.http = http
@@ -159,7 +161,8 @@ class VaultBase:
         # Arguments are checked before the keyring is read, so a refusal creates no key file.
         source = self._identity_from(identity, user_token_getter, api_key)
         # A getter's tokens can only be verified with an identity provider: say so now.
-        verifier = JwtVerifier.from_settings(settings) if user_token_getter is not None else None
+        if user_token_getter is not None:
+            verifier_from_settings(settings)
         reload = None
         if keyring is None:
             reload = keyring_loader(settings)
@@ -175,7 +178,6 @@ class VaultBase:
             http_client,
             reload=reload,
         )
-        self._core.jwt_verifier = verifier
         self._identity_source = source
         self.caller = caller
         self.caller_type = caller_type
@@ -230,9 +232,12 @@ class VaultBase:
 
     async def _verified_token(self, token: str) -> VerifiedToken:
         core = self._core
-        # One verifier (and so one JWKS cache) per vault; views share it through the core.
+        # One verifier (and so one JWKS or introspection cache) per vault; views share it
+        # through the core. It uses the vault's HTTP client: a client per introspection would
+        # cost a new connection pool each time (bench/introspection.py).
         if core.jwt_verifier is None:
-            core.jwt_verifier = JwtVerifier.from_settings(core.settings)
+            core.jwt_verifier = verifier_from_settings(core.settings, http=core.http)
+            core.own_verifier = True
         return await core.jwt_verifier.verify(token)
 
     async def _user_identity(self, token: str) -> Identity:
@@ -317,6 +322,9 @@ class VaultBase:
         """
         core = self._core
         core.closed = True
+        if core.own_verifier:
+            # Its HTTP client (and token cache) go with this vault.
+            core.jwt_verifier, core.own_verifier = None, False
         if core.opened:
             core.opened = False
             if core.oauth is not None:

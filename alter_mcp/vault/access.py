@@ -17,7 +17,7 @@ from alter_mcp.redaction import Secret
 if TYPE_CHECKING:
 
     from alter_mcp.login import AuthResult
-    from alter_mcp.tokens import JwtVerifier, VerifiedToken
+    from alter_mcp.tokens import TokenVerifier, VerifiedToken
 
 from alter_mcp.vault._action import Action
 from alter_mcp.vault._base import VaultBase, _safe_id
@@ -72,10 +72,10 @@ class AccessActions(VaultBase):
         return await self._agent_identity(key)
 
     async def verify_user_token(self, token: str) -> VerifiedToken:
-        """Verify an end user's JWT against the configured identity provider."""
+        """Verify an end user's access token (a JWT, or by introspection) with the IdP."""
         return await self._verified_token(token)
 
-    def use_jwt_verifier(self, verifier: JwtVerifier) -> None:
+    def use_jwt_verifier(self, verifier: TokenVerifier) -> None:
         """Verify user tokens with ``verifier`` (e.g. one with an injected HTTP client)."""
         self._core.jwt_verifier = verifier
 

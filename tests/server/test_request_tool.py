@@ -95,6 +95,21 @@ async def test_authenticated_request_by_provider_and_capped_body(
     assert binary["body_kind"] == "binary" and binary["body"]["size"] == 100000
 
 
+@pytest.mark.parametrize("value", [{"a": [1, None]}, [1, "two", {"three": 3}], "text", 4.5,
+                                   True])
+async def test_authenticated_request_sends_every_kind_of_json_value(
+    rvault: tuple[AlterVault, str], httpbin_peer: HttpbinPeer, value: Any
+) -> None:
+    """Each branch of the typed ``json`` union reaches the provider as that JSON value."""
+    vault, grant_id = rvault
+    async with era_client(server_for(vault), "legacy") as client:
+        result = await client.call_tool("authenticated_request", {
+            "method": "POST", "url": httpbin_peer.url("/anything"), "grant_id": grant_id,
+            "json": value})
+    data = result.structured_content
+    assert data["status"] == 200 and data["body"]["json"] == value
+
+
 @pytest.mark.parametrize("era", ERAS)
 async def test_authenticated_request_to_foreign_host_is_blocked(
     rvault: tuple[AlterVault, str], era: str
