@@ -140,6 +140,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at DOUBLE PRECISION NOT NULL)""",
         ],
     ),
+    (
+        4,
+        [
+            """CREATE TABLE bridge_state (
+                state_id TEXT COLLATE "C" PRIMARY KEY,
+                blob BYTEA NOT NULL,
+                key_id TEXT NOT NULL,
+                expires_at DOUBLE PRECISION)""",
+            "CREATE INDEX bridge_state_expiry ON bridge_state (expires_at)",
+        ],
+    ),
 ]
 
 
