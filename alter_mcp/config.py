@@ -22,6 +22,7 @@ import os
 import sys
 import tomllib
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alter_mcp.errors import ConfigurationError
 
-__all__ = ["ProviderConfig", "Settings", "default_config_path", "load_settings"]
+__all__ = ["AuthMode", "ProviderConfig", "Settings", "default_config_path", "load_settings"]
 
 ENV_PREFIX = "ALTER_MCP_"
 
@@ -69,6 +70,15 @@ class ProviderConfig(BaseModel):
         return SecretStr(value) if value else None
 
 
+class AuthMode(StrEnum):
+    """How HTTP callers are authenticated."""
+
+    #: Bearer JWTs from the identity provider, verified per request against its keys.
+    JWT = "jwt"
+    #: alter-mcp is the authorization server of its own ``/mcp``, delegating login upstream.
+    BRIDGE = "bridge"
+
+
 class Settings(BaseSettings):
     """Every setting of alter-mcp, read from ``ALTER_MCP_*`` variables and the config file."""
 
@@ -96,6 +106,19 @@ class Settings(BaseSettings):
     idp_client_id: str | None = None
     idp_scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
     mcp_path: str = "/mcp"
+    # The authorization bridge (issue 17): MCP hosts register with alter-mcp (DCR or CIMD) and
+    # log in at the upstream identity provider, where alter-mcp is one confidential client.
+    auth_mode: AuthMode = AuthMode.JWT
+    bridge_upstream_issuer: str | None = None
+    bridge_client_id: str | None = None
+    bridge_client_secret: SecretStr | None = None
+    bridge_upstream_scopes: tuple[str, ...] = ("openid", "email", "profile")
+    # Host names of hosted MCP clients whose https redirect URIs are accepted (loopback always).
+    bridge_redirect_hosts: tuple[str, ...] = ()
+    bridge_access_token_ttl: int = Field(default=900, ge=60, le=86400)
+    bridge_refresh_token_ttl: int = Field(default=30 * 86400, ge=300, le=365 * 86400)
+    # Signs the bridge's access tokens; every replica needs the same one.
+    bridge_signing_key: SecretStr | None = None
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     request_state_key: SecretStr | None = None
@@ -141,7 +164,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("public_url", "idp_issuer", "idp_jwks_uri")
+    @field_validator("public_url", "idp_issuer", "idp_jwks_uri", "bridge_upstream_issuer")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
@@ -155,13 +178,22 @@ class Settings(BaseSettings):
         return value.rstrip("/") if value else value
 
     @field_validator("idp_algorithms", "idp_scopes", "allowed_hosts", "allowed_origins",
-                     mode="before")
+                     "bridge_upstream_scopes", "bridge_redirect_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         # Environment variables carry lists as "a,b,c".
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("bridge_redirect_hosts")
+    @classmethod
+    def _redirect_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Host names only: a pattern with a wildcard or a path would widen what is accepted.
+        bad = [h for h in value if not h or any(c in h for c in "*/:?#@ ")]
+        if bad:
+            raise ValueError(f"must be host names such as claude.ai, not {bad}")
+        return tuple(h.lower() for h in value)
 
     @field_validator("idp_algorithms")
     @classmethod
