@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
+import httpx2
 import pytest
-from mcp.client.auth import OAuthClientProvider
-from mcp.client.auth.oauth2 import AuthorizationCodeResult
+from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from pydantic import AnyUrl
 
@@ -23,7 +23,7 @@ from alter_mcp.config import load_settings
 from alter_mcp.vault import AlterVault
 from tests.peers.fixtures import DEFAULT_TTL
 from tests.peers.httpbin import HttpbinPeer
-from tests.peers.oidc import BrowserlessAgent, OidcProviderPeer, callback_params
+from tests.peers.oidc import BrowserlessAgent, OidcProviderPeer, callback_params, pkce_pair
 from tests.peers.process import free_port
 
 BRIDGE_CLIENT = "alter-mcp-bridge"
@@ -132,13 +132,12 @@ class MemoryTokens:
         self.client = client_info
 
 
-async def approve(agent: BrowserlessAgent, url: str, *, stop_at: str,
+async def approve(agent: BrowserlessAgent, url: str, *, stop_at: str, upstream: str,
                   login_hint: str = "alice") -> str:
     """Play the user: approve alter-mcp's consent page, log in upstream; return the callback.
 
-    ``login_hint`` picks the upstream account (oidc-provider's scripted login reads it from
-    the upstream authorization request, which carries no hint, so the peer logs in alice
-    unless the bridge forwards one).
+    oidc-provider's scripted login reads ``login_hint`` from the upstream authorization
+    request; the browser adds it there, as a person would type their account name.
     """
     response = await agent.follow_response(url, stop_at_prefix=stop_at)
     page = str(response.url)
@@ -147,9 +146,12 @@ async def approve(agent: BrowserlessAgent, url: str, *, stop_at: str,
         assert set(form) == {"txn_id", "csrf_token"}, response.text[:500]
         posted = await agent.post_form(page, {**form, "action": "approve", "submit": "true"})
         assert posted.is_redirect, f"consent refused: {posted.status_code} {posted.text[:500]}"
-        return await agent.follow(urljoin(page, posted.headers["location"]), stop_at_prefix=stop_at)
-    assert page.startswith(stop_at), f"no consent page nor callback: {response.status_code} " \
-                                     f"{response.text[:500]}"
+        login = urljoin(page, posted.headers["location"])
+        assert login.startswith(upstream + "/auth?"), login
+        login += "&" + urlencode({"login_hint": login_hint})
+        return await agent.follow(login, stop_at_prefix=stop_at)
+    assert page.startswith(stop_at), (f"no consent page nor callback: {response.status_code} "
+                                      f"{response.text[:500]}")
     return page
 
 
@@ -158,6 +160,8 @@ class McpUser:
     """A person at an MCP host: the host's OAuth client plus the user's browser."""
 
     agent: BrowserlessAgent
+    upstream: str
+    login_hint: str = "alice"
     storage: MemoryTokens = field(default_factory=MemoryTokens)
     redirect_uri: str = CLIENT_REDIRECT
     client_metadata_url: str | None = None
@@ -168,7 +172,8 @@ class McpUser:
         callback: dict[str, str] = {}
 
         async def redirect(url: str) -> None:
-            landed = await approve(self.agent, url, stop_at=self.redirect_uri)
+            landed = await approve(self.agent, url, stop_at=self.redirect_uri,
+                                   upstream=self.upstream, login_hint=self.login_hint)
             self.callbacks.append(landed)
             callback.update(callback_params(landed))
 
@@ -184,3 +189,86 @@ class McpUser:
         return OAuthClientProvider(server_url, metadata, self.storage, redirect_handler=redirect,
                                    callback_handler=wait_callback,
                                    client_metadata_url=self.client_metadata_url)
+
+
+@dataclass
+class RawHost:
+    """An MCP host speaking OAuth by hand, for the attacks a real client would never try."""
+
+    bridge: Bridge
+    agent: BrowserlessAgent
+    http: httpx2.AsyncClient
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    async def discover(self) -> dict[str, Any]:
+        """Read the RFC 8414 metadata (once)."""
+        if not self.metadata:
+            response = await self.http.get(
+                self.bridge.url + "/.well-known/oauth-authorization-server")
+            assert response.status_code == 200, response.text
+            self.metadata = response.json()
+        return self.metadata
+
+    async def register(self, redirect_uris: list[str] | None = None) -> httpx2.Response:
+        """Register a public client by RFC 7591."""
+        meta = await self.discover()
+        return await self.http.post(meta["registration_endpoint"], json={
+            "client_name": "raw host", "redirect_uris": redirect_uris or [CLIENT_REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"], "token_endpoint_auth_method": "none"})
+
+    async def client_id(self) -> str:
+        """Register a loopback client and return its id."""
+        response = await self.register()
+        assert response.status_code == 201, response.text
+        return str(response.json()["client_id"])
+
+    async def authorize_url(self, client_id: str, challenge: str, *,
+                            redirect_uri: str = CLIENT_REDIRECT, resource: str | None = None,
+                            state: str = "st-1") -> str:
+        """Return an authorization request URL at the bridge."""
+        meta = await self.discover()
+        params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+                  "code_challenge": challenge, "code_challenge_method": "S256", "state": state,
+                  "resource": resource or self.bridge.url + "/mcp"}
+        return f"{meta['authorization_endpoint']}?{urlencode(params)}"
+
+    async def code(self, client_id: str, challenge: str, *, login_hint: str = "alice",
+                   resource: str | None = None) -> str:
+        """Run the authorization (consent, upstream login); return the code."""
+        url = await self.authorize_url(client_id, challenge, resource=resource)
+        landed = await approve(self.agent, url, stop_at=CLIENT_REDIRECT,
+                               upstream=self.bridge.upstream.issuer, login_hint=login_hint)
+        params = callback_params(landed)
+        assert "code" in params, params
+        return params["code"]
+
+    async def token(self, **data: str) -> httpx2.Response:
+        """POST to the token endpoint."""
+        meta = await self.discover()
+        return await self.http.post(meta["token_endpoint"], data=data)
+
+    async def tokens(self, *, login_hint: str = "alice") -> dict[str, str]:
+        """Register, authorize as ``login_hint`` and exchange; return the token response."""
+        verifier, challenge = pkce_pair()
+        client_id = await self.client_id()
+        code = await self.code(client_id, challenge, login_hint=login_hint)
+        response = await self.exchange(client_id, code, verifier)
+        assert response.status_code == 200, response.text
+        return {"client_id": client_id, **response.json()}
+
+    async def exchange(self, client_id: str, code: str, verifier: str | None) -> httpx2.Response:
+        """Exchange ``code`` (with ``verifier``, if any) for tokens."""
+        data = {"grant_type": "authorization_code", "code": code, "client_id": client_id,
+                "redirect_uri": CLIENT_REDIRECT, "resource": self.bridge.url + "/mcp"}
+        if verifier is not None:
+            data["code_verifier"] = verifier
+        return await self.token(**data)
+
+
+@pytest.fixture
+async def raw_host(bridge: Bridge, browser_agent: BrowserlessAgent
+                   ) -> AsyncIterator[RawHost]:
+    """A hand-driven OAuth host against ``bridge`` (whose HTTP server the test starts)."""
+    async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        yield RawHost(bridge, browser_agent, http)

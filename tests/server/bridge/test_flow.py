@@ -4,7 +4,8 @@ at oidc-provider (which allows no registration), and then acts as that user."""
 
 from __future__ import annotations
 
-import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -13,10 +14,19 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from alter_mcp.models import UserPrincipal
+from alter_mcp.vault import AlterVault
 from tests.peers.httpbin import HttpbinPeer
 from tests.peers.oidc import BrowserlessAgent
-from tests.server.bridge.conftest import API_KEY, HTTPBIN, Bridge, McpUser
-from tests.server.conftest import http_server
+from tests.server.bridge.conftest import (
+    API_KEY,
+    HTTPBIN,
+    Bridge,
+    BridgeFactory,
+    McpUser,
+    RawHost,
+)
+from tests.server.conftest import audit_text, http_server
+from tests.server.test_http_auth import post_init
 
 pytestmark = pytest.mark.peers
 
@@ -34,18 +44,19 @@ async def _grant_for(bridge: Bridge, subject: str) -> str:
 async def _call(client: Client[Any], tool: str, args: dict[str, Any]) -> Any:
     result = await client.call_tool(tool, args, raise_on_error=False)
     assert not result.is_error, result.content
-    if result.structured_content is not None:
-        return result.structured_content
-    return json.loads(result.content[0].text)
+    assert result.structured_content is not None, result.content
+    return result.structured_content
 
 
+@pytest.mark.parametrize("login", ["alice", "bob"])
 async def test_bridge_registered_client_lists_grants_and_calls_api_as_the_upstream_user(
-    bridge: Bridge, browser_agent: BrowserlessAgent, httpbin_peer: HttpbinPeer
+    bridge: Bridge, browser_agent: BrowserlessAgent, httpbin_peer: HttpbinPeer, login: str
 ) -> None:
-    """A client registered by RFC 7591 logs alice in upstream and uses only alice's grant."""
-    alice_grant = await _grant_for(bridge, "alice")
-    bob_grant = await _grant_for(bridge, "bob")
-    user = McpUser(browser_agent)
+    """A client registered by RFC 7591 logs a user in upstream and uses only their grant."""
+    grants = {name: await _grant_for(bridge, name) for name in ("alice", "bob")}
+    own = grants[login]
+    other = grants["bob" if login == "alice" else "alice"]
+    user = McpUser(browser_agent, bridge.upstream.issuer, login_hint=login)
     async with http_server(bridge.vault) as url:
         mcp_url = url + "/mcp"
         async with httpx2.AsyncClient(trust_env=False) as plain:
@@ -55,11 +66,67 @@ async def test_bridge_registered_client_lists_grants_and_calls_api_as_the_upstre
         async with Client(StreamableHttpTransport(mcp_url, auth=user.oauth(mcp_url))) as client:
             listed = await _call(client, "list_grants", {})
             ids = {g["grant_id"] for g in listed["grants"]}
-            assert alice_grant in ids and bob_grant not in ids
+            assert own in ids and other not in ids
             echoed = await _call(client, "authenticated_request", {
-                "method": "GET", "url": httpbin_peer.url("/headers"), "grant_id": alice_grant})
+                "method": "GET", "url": httpbin_peer.url("/headers"), "grant_id": own})
     assert echoed["status"] == 200
     # Injected by the vault, echoed by httpbin, and redacted before the model sees it.
     assert echoed["body"]["headers"]["X-Api-Key"] == "[redacted]"
     assert user.storage.client is not None and user.storage.client.client_id
     assert user.storage.tokens is not None and user.storage.tokens.refresh_token
+
+
+async def test_bridge_refresh_token_gives_a_working_access_token_once(raw_host: RawHost) -> None:
+    """A refresh token yields a new access token that reaches /mcp, and is refused when reused."""
+    async with http_server(raw_host.bridge.vault) as url:
+        tokens = await raw_host.tokens()
+        refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+                   "client_id": tokens["client_id"]}
+        renewed = await raw_host.token(**refresh)
+        assert renewed.status_code == 200, renewed.text
+        fresh = renewed.json()
+        assert fresh["access_token"] != tokens["access_token"]
+        status = (await post_init(url, {"Authorization": f"Bearer {fresh['access_token']}"})
+                  ).status_code
+        reused = await raw_host.token(**refresh)
+    assert status == 200
+    assert reused.json().get("error") == "invalid_grant"
+
+
+async def test_bridge_state_survives_a_restart(make_bridge: BridgeFactory,
+                                               browser_agent: BrowserlessAgent,
+                                               tmp_path: Path) -> None:
+    """A token issued before a restart still works after it: nothing lived in memory."""
+    first = await make_bridge()
+    async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        async with http_server(first.vault) as url:
+            tokens = await RawHost(first, browser_agent, http).tokens()
+        await first.vault.close()
+        again = AlterVault(first.vault.settings, caller="tests")
+        await again.open()
+        try:
+            async with http_server(again) as url:
+                status = (await post_init(url, {
+                    "Authorization": f"Bearer {tokens['access_token']}"})).status_code
+        finally:
+            await again.close()
+    assert status == 200
+
+
+async def test_bridge_tokens_appear_in_no_store_row_and_no_log(
+    raw_host: RawHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Codes, access and refresh tokens and client ids are nowhere in the database or logs."""
+    caplog.set_level(logging.DEBUG)
+    async with http_server(raw_host.bridge.vault) as url:
+        tokens = await raw_host.tokens()
+        assert (await post_init(url, {"Authorization": f"Bearer {tokens['access_token']}"})
+                ).status_code == 200
+    secrets = [tokens["access_token"], tokens["refresh_token"], tokens["client_id"]]
+    database = raw_host.bridge.vault.settings.resolved_database_url.removeprefix("sqlite:///")
+    files = [Path(database), *Path(database).parent.glob(Path(database).name + "-*")]
+    stored = b"".join(f.read_bytes() for f in files if f.is_file())
+    logged = caplog.text + await audit_text(raw_host.bridge.vault)
+    for value in secrets:
+        assert value.encode() not in stored
+        assert value not in logged
