@@ -195,7 +195,8 @@ class McpUser:
 class RawHost:
     """An MCP host speaking OAuth by hand, for the attacks a real client would never try."""
 
-    bridge: Bridge
+    url: str
+    upstream: str
     agent: BrowserlessAgent
     http: httpx2.AsyncClient
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -204,7 +205,7 @@ class RawHost:
         """Read the RFC 8414 metadata (once)."""
         if not self.metadata:
             response = await self.http.get(
-                self.bridge.url + "/.well-known/oauth-authorization-server")
+                self.url + "/.well-known/oauth-authorization-server")
             assert response.status_code == 200, response.text
             self.metadata = response.json()
         return self.metadata
@@ -230,7 +231,7 @@ class RawHost:
         meta = await self.discover()
         params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
                   "code_challenge": challenge, "code_challenge_method": "S256", "state": state,
-                  "resource": resource or self.bridge.url + "/mcp"}
+                  "resource": resource or self.url + "/mcp"}
         return f"{meta['authorization_endpoint']}?{urlencode(params)}"
 
     async def code(self, client_id: str, challenge: str, *, login_hint: str = "alice",
@@ -238,7 +239,7 @@ class RawHost:
         """Run the authorization (consent, upstream login); return the code."""
         url = await self.authorize_url(client_id, challenge, resource=resource)
         landed = await approve(self.agent, url, stop_at=CLIENT_REDIRECT,
-                               upstream=self.bridge.upstream.issuer, login_hint=login_hint)
+                               upstream=self.upstream, login_hint=login_hint)
         params = callback_params(landed)
         assert "code" in params, params
         return params["code"]
@@ -260,7 +261,7 @@ class RawHost:
     async def exchange(self, client_id: str, code: str, verifier: str | None) -> httpx2.Response:
         """Exchange ``code`` (with ``verifier``, if any) for tokens."""
         data = {"grant_type": "authorization_code", "code": code, "client_id": client_id,
-                "redirect_uri": CLIENT_REDIRECT, "resource": self.bridge.url + "/mcp"}
+                "redirect_uri": CLIENT_REDIRECT, "resource": self.url + "/mcp"}
         if verifier is not None:
             data["code_verifier"] = verifier
         return await self.token(**data)
@@ -271,4 +272,4 @@ async def raw_host(bridge: Bridge, browser_agent: BrowserlessAgent
                    ) -> AsyncIterator[RawHost]:
     """A hand-driven OAuth host against ``bridge`` (whose HTTP server the test starts)."""
     async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
-        yield RawHost(bridge, browser_agent, http)
+        yield RawHost(bridge.url, bridge.upstream.issuer, browser_agent, http)

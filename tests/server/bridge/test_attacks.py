@@ -9,6 +9,7 @@ import pytest
 from tests.peers.oidc import BrowserlessAgent, callback_params, pkce_pair
 from tests.server.bridge.conftest import (
     CLIENT_REDIRECT,
+    Bridge,
     BridgeFactory,
     RawHost,
     approve,
@@ -26,20 +27,20 @@ async def _mcp_status(url: str, token: str) -> int:
 
 
 async def test_bridge_registration_refuses_a_redirect_uri_not_allowed(
-    raw_host: RawHost
+    bridge: Bridge, raw_host: RawHost,
 ) -> None:
     """Registering an https redirect URI on a host nobody listed is refused."""
-    async with http_server(raw_host.bridge.vault):
+    async with http_server(bridge.vault):
         response = await raw_host.register([EVIL])
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_redirect_uri"
 
 
 async def test_bridge_authorize_never_redirects_to_an_unregistered_uri(
-    raw_host: RawHost
+    bridge: Bridge, raw_host: RawHost,
 ) -> None:
     """An authorization request naming another redirect URI gets an error page, no redirect."""
-    async with http_server(raw_host.bridge.vault):
+    async with http_server(bridge.vault):
         client_id = await raw_host.client_id()
         _, challenge = pkce_pair()
         url = await raw_host.authorize_url(client_id, challenge, redirect_uri=EVIL)
@@ -48,9 +49,9 @@ async def test_bridge_authorize_never_redirects_to_an_unregistered_uri(
     assert "evil.example" not in response.headers.get("location", "")
 
 
-async def test_bridge_code_is_single_use(raw_host: RawHost) -> None:
+async def test_bridge_code_is_single_use(bridge: Bridge, raw_host: RawHost) -> None:
     """A code exchanged once is refused the second time."""
-    async with http_server(raw_host.bridge.vault):
+    async with http_server(bridge.vault):
         verifier, challenge = pkce_pair()
         client_id = await raw_host.client_id()
         code = await raw_host.code(client_id, challenge)
@@ -63,10 +64,11 @@ async def test_bridge_code_is_single_use(raw_host: RawHost) -> None:
 
 
 @pytest.mark.parametrize("verifier", [None, "wrong-verifier-" + "x" * 40])
-async def test_bridge_code_needs_the_right_pkce_verifier(raw_host: RawHost,
-                                                         verifier: str | None) -> None:
+async def test_bridge_code_needs_the_right_pkce_verifier(
+    bridge: Bridge, raw_host: RawHost, verifier: str | None,
+) -> None:
     """A code exchanged without its PKCE verifier, or with a wrong one, gives no token."""
-    async with http_server(raw_host.bridge.vault):
+    async with http_server(bridge.vault):
         _, challenge = pkce_pair()
         client_id = await raw_host.client_id()
         code = await raw_host.code(client_id, challenge)
@@ -76,9 +78,11 @@ async def test_bridge_code_needs_the_right_pkce_verifier(raw_host: RawHost,
     assert "access_token" not in refused.text
 
 
-async def test_bridge_refuses_an_authorization_for_another_resource(raw_host: RawHost) -> None:
+async def test_bridge_refuses_an_authorization_for_another_resource(
+    bridge: Bridge, raw_host: RawHost,
+) -> None:
     """Asking for a token bound to another resource server ends in invalid_target, no code."""
-    async with http_server(raw_host.bridge.vault):
+    async with http_server(bridge.vault):
         _, challenge = pkce_pair()
         client_id = await raw_host.client_id()
         url = await raw_host.authorize_url(client_id, challenge,
@@ -91,9 +95,11 @@ async def test_bridge_refuses_an_authorization_for_another_resource(raw_host: Ra
     assert params["error"] == "invalid_target" and "code" not in params
 
 
-async def test_bridge_code_of_client_a_is_refused_to_client_b(raw_host: RawHost) -> None:
+async def test_bridge_code_of_client_a_is_refused_to_client_b(
+    bridge: Bridge, raw_host: RawHost,
+) -> None:
     """A code issued to client A, presented by client B with A's verifier, gives no token."""
-    async with http_server(raw_host.bridge.vault):
+    async with http_server(bridge.vault):
         verifier, challenge = pkce_pair()
         client_a = await raw_host.client_id()
         client_b = await raw_host.client_id()
@@ -104,10 +110,10 @@ async def test_bridge_code_of_client_a_is_refused_to_client_b(raw_host: RawHost)
 
 
 async def test_bridge_consent_for_client_a_does_not_approve_client_b(
-    raw_host: RawHost, browser_agent: BrowserlessAgent
+    bridge: Bridge, raw_host: RawHost, browser_agent: BrowserlessAgent,
 ) -> None:
     """After the user approved client A, client B still meets the consent page."""
-    async with http_server(raw_host.bridge.vault):
+    async with http_server(bridge.vault):
         _, challenge = pkce_pair()
         client_a = await raw_host.client_id()
         client_b = await raw_host.client_id()
@@ -119,16 +125,16 @@ async def test_bridge_consent_for_client_a_does_not_approve_client_b(
 
 
 async def test_bridge_consent_form_of_client_a_cannot_finish_client_b(
-    raw_host: RawHost, browser_agent: BrowserlessAgent
+    bridge: Bridge, raw_host: RawHost, browser_agent: BrowserlessAgent,
 ) -> None:
     """Client A's consent page, approved, yields a code only for client A."""
-    async with http_server(raw_host.bridge.vault):
+    async with http_server(bridge.vault):
         verifier, challenge = pkce_pair()
         client_a = await raw_host.client_id()
         client_b = await raw_host.client_id()
         url = await raw_host.authorize_url(client_a, challenge)
         landed = await approve(browser_agent, url, stop_at=CLIENT_REDIRECT,
-                               upstream=raw_host.bridge.upstream.issuer)
+                               upstream=raw_host.upstream)
         code = callback_params(landed)["code"]
         as_b = await raw_host.exchange(client_b, code, verifier)
         as_a = await raw_host.exchange(client_a, code, verifier)
@@ -137,13 +143,13 @@ async def test_bridge_consent_form_of_client_a_cannot_finish_client_b(
 
 
 async def test_bridge_token_is_refused_by_another_resource_server(
-    make_bridge: BridgeFactory, browser_agent: BrowserlessAgent
+    make_bridge: BridgeFactory, browser_agent: BrowserlessAgent,
 ) -> None:
     """A bridge token for one deployment is refused by another, even with the same signing key."""
     first = await make_bridge(bridge_signing_key="shared-signing-key-0123456789")
     second = await make_bridge(bridge_signing_key="shared-signing-key-0123456789")
     async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
-        host = RawHost(first, browser_agent, http)
+        host = RawHost(first.url, first.upstream.issuer, browser_agent, http)
         async with http_server(first.vault) as url_a, http_server(second.vault) as url_b:
             tokens = await host.tokens()
             assert await _mcp_status(url_a, tokens["access_token"]) == 200

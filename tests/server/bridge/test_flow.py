@@ -50,7 +50,7 @@ async def _call(client: Client[Any], tool: str, args: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("login", ["alice", "bob"])
 async def test_bridge_registered_client_lists_grants_and_calls_api_as_the_upstream_user(
-    bridge: Bridge, browser_agent: BrowserlessAgent, httpbin_peer: HttpbinPeer, login: str
+    bridge: Bridge, browser_agent: BrowserlessAgent, httpbin_peer: HttpbinPeer, login: str,
 ) -> None:
     """A client registered by RFC 7591 logs a user in upstream and uses only their grant."""
     grants = {name: await _grant_for(bridge, name) for name in ("alice", "bob")}
@@ -76,9 +76,11 @@ async def test_bridge_registered_client_lists_grants_and_calls_api_as_the_upstre
     assert user.storage.tokens is not None and user.storage.tokens.refresh_token
 
 
-async def test_bridge_refresh_token_gives_a_working_access_token_once(raw_host: RawHost) -> None:
+async def test_bridge_refresh_token_gives_a_working_access_token_once(
+    bridge: Bridge, raw_host: RawHost,
+) -> None:
     """A refresh token yields a new access token that reaches /mcp, and is refused when reused."""
-    async with http_server(raw_host.bridge.vault) as url:
+    async with http_server(bridge.vault) as url:
         tokens = await raw_host.tokens()
         refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
                    "client_id": tokens["client_id"]}
@@ -93,14 +95,14 @@ async def test_bridge_refresh_token_gives_a_working_access_token_once(raw_host: 
     assert reused.json().get("error") == "invalid_grant"
 
 
-async def test_bridge_state_survives_a_restart(make_bridge: BridgeFactory,
-                                               browser_agent: BrowserlessAgent,
-                                               tmp_path: Path) -> None:
+async def test_bridge_state_survives_a_restart(
+    make_bridge: BridgeFactory, browser_agent: BrowserlessAgent, tmp_path: Path,
+) -> None:
     """A token issued before a restart still works after it: nothing lived in memory."""
     first = await make_bridge()
     async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
         async with http_server(first.vault) as url:
-            tokens = await RawHost(first, browser_agent, http).tokens()
+            tokens = await RawHost(first.url, first.upstream.issuer, browser_agent, http).tokens()
         await first.vault.close()
         again = AlterVault(first.vault.settings, caller="tests")
         await again.open()
@@ -114,19 +116,19 @@ async def test_bridge_state_survives_a_restart(make_bridge: BridgeFactory,
 
 
 async def test_bridge_tokens_appear_in_no_store_row_and_no_log(
-    raw_host: RawHost, caplog: pytest.LogCaptureFixture
+    bridge: Bridge, raw_host: RawHost, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Codes, access and refresh tokens and client ids are nowhere in the database or logs."""
     caplog.set_level(logging.DEBUG)
-    async with http_server(raw_host.bridge.vault) as url:
+    async with http_server(bridge.vault) as url:
         tokens = await raw_host.tokens()
         assert (await post_init(url, {"Authorization": f"Bearer {tokens['access_token']}"})
                 ).status_code == 200
     secrets = [tokens["access_token"], tokens["refresh_token"], tokens["client_id"]]
-    database = raw_host.bridge.vault.settings.resolved_database_url.removeprefix("sqlite:///")
+    database = bridge.vault.settings.resolved_database_url.removeprefix("sqlite:///")
     files = [Path(database), *Path(database).parent.glob(Path(database).name + "-*")]
     stored = b"".join(f.read_bytes() for f in files if f.is_file())
-    logged = caplog.text + await audit_text(raw_host.bridge.vault)
+    logged = caplog.text + await audit_text(bridge.vault)
     for value in secrets:
         assert value.encode() not in stored
         assert value not in logged
