@@ -13,6 +13,7 @@ to the stored upstream tokens) with rotating refresh tokens. What this module ad
 - the caller's identity comes from the upstream ID token (issuer + ``sub``, groups) as an
   :class:`~alter_mcp.server.auth.AlterAccessToken`, so grants keep their owners; the request
   carries only a fingerprint of the bridge token, never the upstream one;
+- the upstream's scopes stay upstream: the bridge's tokens do not carry ``openid email``;
 - agent API keys keep working beside the bridge's tokens.
 """
 
@@ -101,6 +102,16 @@ class BridgeAuth(OIDCProxy):
         )
         self.vault = vault
         self.upstream_issuer = issuer
+
+    def _translate_scopes_from_idp(self, scopes: list[str]) -> list[str]:
+        """Keep none of the upstream's scopes in the bridge's tokens.
+
+        They were granted to alter-mcp (``openid email …``), not to the MCP host; echoed back,
+        a host asks for them at its next authorization and is refused, since it registered
+        none (the MCP Inspector does exactly this). fastmcp's documented hook for the
+        IdP-to-client scope mapping; the Inspector test fails if it stops being called.
+        """
+        return []
 
     async def load_access_token(self, token: str) -> AccessToken | None:
         """Return the caller's verified access token (bridge token or agent key), or None."""

@@ -76,6 +76,19 @@ async def test_bridge_registered_client_lists_grants_and_calls_api_as_the_upstre
     assert user.storage.tokens is not None and user.storage.tokens.refresh_token
 
 
+async def test_bridge_tokens_carry_none_of_the_upstream_scopes(
+    bridge: Bridge, raw_host: RawHost,
+) -> None:
+    """The upstream granted alter-mcp openid and email; the host's tokens carry neither."""
+    async with http_server(bridge.vault):
+        tokens = await raw_host.tokens()
+        renewed = await raw_host.token(grant_type="refresh_token", client_id=tokens["client_id"],
+                                       refresh_token=tokens["refresh_token"])
+    for response in (tokens, renewed.json()):
+        assert not {"openid", "email", "profile", "offline_access"} & set(
+            str(response.get("scope", "")).split())
+
+
 async def test_bridge_refresh_token_gives_a_working_access_token_once(
     bridge: Bridge, raw_host: RawHost,
 ) -> None:
