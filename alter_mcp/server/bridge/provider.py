@@ -19,20 +19,29 @@ to the stored upstream tokens) with rotating refresh tokens. What this module ad
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from fastmcp.server.auth import AccessToken
+from fastmcp.server.auth import AccessToken, TokenVerificationError
 from fastmcp.server.auth.oidc_proxy import OIDCProxy
 from fastmcp.server.auth.redirect_validation import DEFAULT_LOCALHOST_PATTERNS
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend
 from mcp.server.auth.provider import AccessToken as UpstreamAccessToken
+from starlette.authentication import AuthCredentials
+from starlette.authentication import AuthenticationError as StarletteAuthError
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
 
 from alter_mcp.apikeys import looks_like_key
 from alter_mcp.config import Settings
 from alter_mcp.errors import AlterError, ConfigurationError
 from alter_mcp.models import Identity, UserPrincipal
-from alter_mcp.server.auth import AlterAccessToken
-from alter_mcp.server.bridge.state import SealedStateStore
+from alter_mcp.server.auth import RETRY_AFTER, UNAVAILABLE, AlterAccessToken
+from alter_mcp.server.bridge.state import SealedStateStore, StateUnavailableError
 from alter_mcp.tokens import token_fingerprint
 from alter_mcp.vault import AlterVault
 
@@ -71,6 +80,29 @@ def _required(settings: Settings) -> tuple[str, str, str, str]:
                                      setting=setting, hint=hint)
     public, issuer, client_id, secret = (str(v[0]) for v in values.values())
     return public, issuer, client_id, secret
+
+
+class _Unavailable(StarletteAuthError):
+    """The credential could not be checked (503)."""
+
+
+class _Backend(BearerAuthBackend):
+    """fastmcp's bearer check, with "could not check" told apart from "checked and bad"."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, Any] | None:
+        try:
+            checked: tuple[AuthCredentials, Any] | None = await super().authenticate(conn)
+        except TokenVerificationError as exc:
+            log.error("A bridge token could not be checked: %s", exc)
+            raise _Unavailable("The server could not check the credential: its database is "
+                               f"unavailable. Retry in {RETRY_AFTER} seconds.") from None
+        return checked
+
+
+def _unavailable(_: HTTPConnection, exc: Exception) -> Response:
+    body = json.dumps({"error": "temporarily_unavailable", "error_description": str(exc)})
+    return Response(body, status_code=503, media_type="application/json",
+                    headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"})
 
 
 class BridgeAuth(OIDCProxy):
@@ -113,11 +145,19 @@ class BridgeAuth(OIDCProxy):
         """
         return []
 
+    def get_middleware(self) -> list[Middleware]:
+        """Return the bearer-token middleware, answering 503 when the state is unreachable."""
+        return [Middleware(AuthenticationMiddleware, backend=_Backend(self),
+                           on_error=_unavailable),
+                Middleware(AuthContextMiddleware)]
+
     async def load_access_token(self, token: str) -> AccessToken | None:
         """Return the caller's verified access token (bridge token or agent key), or None."""
         if looks_like_key(token):
             try:
                 identity = await self.vault.authenticate_api_key(token)
+            except UNAVAILABLE as exc:
+                raise StateUnavailableError(str(exc)) from exc  # not checked is not invalid
             except AlterError:
                 return None
             principal = identity.principal.key

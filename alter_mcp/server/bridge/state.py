@@ -14,16 +14,27 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
+from fastmcp.server.auth import TokenVerificationError
 from key_value.aio._utils.managed_entry import ManagedEntry
 from key_value.aio._utils.serialization import BasicSerializationAdapter
 from key_value.aio.stores.base import BaseStore
 from typing_extensions import override
 
 from alter_mcp.crypto import Envelope, key_id_of
+from alter_mcp.errors import StoreError
 from alter_mcp.store import Store
 from alter_mcp.vault.keys import bridge_state_binding
 
-__all__ = ["SealedStateStore", "state_id"]
+__all__ = ["SealedStateStore", "StateUnavailableError", "state_id"]
+
+
+class StateUnavailableError(TokenVerificationError):
+    """The bridge's state could not be read or written: the database is unavailable.
+
+    A ``TokenVerificationError``, so fastmcp lets it through token checks (it swallows other
+    errors into "invalid token") and the bridge answers 503, never a 401 that makes a client
+    drop a good token.
+    """
 
 
 def state_id(collection: str, key: str) -> str:
@@ -44,7 +55,10 @@ class SealedStateStore(BaseStore):
     @override
     async def _get_managed_entry(self, *, collection: str, key: str) -> ManagedEntry | None:
         row_id = state_id(collection, key)
-        blob = await self._store.get_bridge_state(row_id, datetime.now(UTC))
+        try:
+            blob = await self._store.get_bridge_state(row_id, datetime.now(UTC))
+        except StoreError as exc:
+            raise StateUnavailableError(str(exc)) from exc
         if blob is None:
             return None
         text = self._envelope.open_text(blob, aad=bridge_state_binding(row_id))
@@ -56,9 +70,15 @@ class SealedStateStore(BaseStore):
         row_id = state_id(collection, key)
         text = self._format.dump_json(entry=managed_entry)
         blob = self._envelope.seal_text(text, aad=bridge_state_binding(row_id))
-        await self._store.put_bridge_state(row_id, blob, key_id_of(blob),
-                                           managed_entry.expires_at)
+        try:
+            await self._store.put_bridge_state(row_id, blob, key_id_of(blob),
+                                               managed_entry.expires_at)
+        except StoreError as exc:
+            raise StateUnavailableError(str(exc)) from exc
 
     @override
     async def _delete_managed_entry(self, *, key: str, collection: str) -> bool:
-        return await self._store.delete_bridge_state(state_id(collection, key))
+        try:
+            return await self._store.delete_bridge_state(state_id(collection, key))
+        except StoreError as exc:
+            raise StateUnavailableError(str(exc)) from exc
