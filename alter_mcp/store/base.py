@@ -395,7 +395,7 @@ class Store(Protocol):
 
     async def put_bridge_state(self, state_id: str, blob: bytes, key_id: str,
                                expires_at: datetime | None) -> None:
-        """Insert or replace the sealed bridge record ``state_id``."""
+        """Insert or replace the sealed bridge record ``state_id``; drop expired records."""
 
     async def delete_bridge_state(self, state_id: str) -> bool:
         """Delete the bridge record ``state_id``; return whether it existed."""

@@ -470,8 +470,11 @@ class PostgresStore(PostgresSessions):
 
     async def put_bridge_state(self, state_id: str, blob: bytes, key_id: str,
                                expires_at: datetime | None) -> None:
-        """Insert or replace the sealed bridge record ``state_id``."""
+        """Insert or replace the sealed bridge record ``state_id``; drop expired records."""
+        # Codes and pending logins expire within minutes; writes sweep them (see SQLite).
         await self._exec(
+            f"WITH swept AS (DELETE FROM bridge_state WHERE expires_at <= {_DB_NOW} "
+            "AND state_id <> $1) "
             "INSERT INTO bridge_state VALUES ($1, $2, $3, $4) ON CONFLICT (state_id) DO UPDATE "
             "SET blob=EXCLUDED.blob, key_id=EXCLUDED.key_id, expires_at=EXCLUDED.expires_at",
             state_id, blob, key_id, _ts(expires_at))

@@ -419,8 +419,11 @@ class SQLiteStore(SQLiteSessions):
 
     async def put_bridge_state(self, state_id: str, blob: bytes, key_id: str,
                                expires_at: datetime | None) -> None:
-        """Insert or replace the sealed bridge record ``state_id``."""
+        """Insert or replace the sealed bridge record ``state_id``; drop expired records."""
         def run(c: Conn) -> None:
+            # Codes and pending logins expire within minutes; writes sweep them, so the table
+            # holds live state only (the expiry index keeps this cheap).
+            c.execute("DELETE FROM bridge_state WHERE expires_at <= ?", (now_epoch(),))
             c.execute("INSERT OR REPLACE INTO bridge_state VALUES (?, ?, ?, ?)",
                       (state_id, blob, key_id, _ts(expires_at)))
 

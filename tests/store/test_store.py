@@ -436,3 +436,20 @@ async def test_store_append_within_takes_each_slot_once(store: Store) -> None:
         [(other, 5), (flt, 3)])
     assert taken.event is None and taken.exceeded == 1
     assert (await log.verify()).ok
+
+
+async def test_store_bridge_state_round_trips_and_expired_rows_are_swept(store: Store) -> None:
+    """A bridge record reads back until it expires; an expired one is gone after any write."""
+    now = datetime.now(UTC)
+    await store.put_bridge_state("c:live", b"live-blob", "k1", now + timedelta(minutes=5))
+    await store.put_bridge_state("c:forever", b"forever-blob", "k1", None)
+    await store.put_bridge_state("c:old", b"old-blob", "k1", now - timedelta(seconds=1))
+    assert await store.get_bridge_state("c:live", now) == b"live-blob"
+    assert await store.get_bridge_state("c:forever", now) == b"forever-blob"
+    assert await store.get_bridge_state("c:live", now + timedelta(minutes=6)) is None
+    await store.put_bridge_state("c:live", b"replaced", "k2", None)
+    assert await store.get_bridge_state("c:live", now) == b"replaced"
+    assert "c:old" not in {ref.record_id for ref in await store.blobs_not_under("kx", limit=10)}
+    assert await store.sealed_key_ids() == {"k1", "k2"}
+    assert await store.delete_bridge_state("c:live") is True
+    assert await store.delete_bridge_state("c:live") is False
