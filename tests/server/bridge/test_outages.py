@@ -4,28 +4,18 @@ agent key gets 503 with Retry-After, never a 401 that makes the host drop a good
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx2
 import pytest
 
 from tests.peers.oidc import BrowserlessAgent
-from tests.peers.postgres import PostgresCluster, find_bindir, temporary_cluster
+from tests.peers.postgres import PostgresCluster
 from tests.server.bridge.conftest import BridgeFactory, RawHost
 from tests.server.conftest import http_server
 from tests.server.test_credentials import raw_request
 from tests.server.test_http_outages import assert_unavailable
 
 pytestmark = pytest.mark.peers
-
-
-@pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    """A private PostgreSQL cluster this test may stop (the session's one is shared)."""
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL is not installed (scripts/install-system installs it)")
-    with temporary_cluster() as running:
-        yield running
 
 
 async def test_bridge_token_with_the_database_stopped_gets_503_not_401(
