@@ -14,7 +14,8 @@ to the stored upstream tokens) with rotating refresh tokens. What this module ad
   :class:`~alter_mcp.server.auth.AlterAccessToken`, so grants keep their owners; the request
   carries only a fingerprint of the bridge token, never the upstream one;
 - the upstream's scopes stay upstream: the bridge's tokens do not carry ``openid email``;
-- agent API keys keep working beside the bridge's tokens.
+- agent API keys keep working beside the bridge's tokens;
+- registrations, tokens issued or refused, and revocations are audited (:mod:`.audited`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import logging
 from typing import Any
 
 from fastmcp.server.auth import AccessToken, TokenVerificationError
-from fastmcp.server.auth.oidc_proxy import OIDCProxy
 from fastmcp.server.auth.redirect_validation import DEFAULT_LOCALHOST_PATTERNS
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend
@@ -41,6 +41,7 @@ from alter_mcp.config import Settings
 from alter_mcp.errors import AlterError, ConfigurationError
 from alter_mcp.models import Identity, UserPrincipal
 from alter_mcp.server.auth import RETRY_AFTER, UNAVAILABLE, AlterAccessToken
+from alter_mcp.server.bridge.audited import AuditedBridge
 from alter_mcp.server.bridge.state import SealedStateStore, StateUnavailableError
 from alter_mcp.tokens import token_fingerprint
 from alter_mcp.vault import AlterVault
@@ -105,7 +106,7 @@ def _unavailable(_: HTTPConnection, exc: Exception) -> Response:
                     headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"})
 
 
-class BridgeAuth(OIDCProxy):
+class BridgeAuth(AuditedBridge):
     """Authorize MCP hosts at alter-mcp itself, delegating the user's login to an upstream IdP."""
 
     def __init__(self, vault: AlterVault) -> None:

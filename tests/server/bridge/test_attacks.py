@@ -6,6 +6,8 @@ from __future__ import annotations
 import httpx2
 import pytest
 
+from alter_mcp.models import Outcome
+from alter_mcp.store import AuditFilter
 from tests.peers.oidc import BrowserlessAgent, callback_params, pkce_pair
 from tests.server.bridge.conftest import (
     CLIENT_REDIRECT,
@@ -50,7 +52,7 @@ async def test_bridge_authorize_never_redirects_to_an_unregistered_uri(
 
 
 async def test_bridge_code_is_single_use(bridge: Bridge, raw_host: RawHost) -> None:
-    """A code exchanged once is refused the second time."""
+    """A code exchanged once is refused, and audited as refused, the second time."""
     async with http_server(bridge.vault):
         verifier, challenge = pkce_pair()
         client_id = await raw_host.client_id()
@@ -61,6 +63,9 @@ async def test_bridge_code_is_single_use(bridge: Bridge, raw_host: RawHost) -> N
     # The SDK's token handler answers invalid_grant with 401 (RFC 6749 says 400).
     assert again.status_code in (400, 401)
     assert again.json()["error"] == "invalid_grant"
+    events = await bridge.vault.store.list_audit(AuditFilter(action="bridge.token", limit=10))
+    assert [(e.outcome, e.error, e.detail["client_id"]) for e in events] == [
+        (Outcome.ALLOWED, None, client_id), (Outcome.DENIED, "invalid_grant", client_id)]
 
 
 @pytest.mark.parametrize("verifier", [None, "wrong-verifier-" + "x" * 40])

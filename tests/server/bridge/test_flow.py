@@ -13,7 +13,8 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from alter_mcp.models import UserPrincipal
+from alter_mcp.models import Outcome, UserPrincipal
+from alter_mcp.store import AuditFilter
 from alter_mcp.vault import AlterVault
 from tests.peers.httpbin import HttpbinPeer
 from tests.peers.oidc import BrowserlessAgent
@@ -131,13 +132,13 @@ async def test_bridge_state_survives_a_restart(
 async def test_bridge_tokens_appear_in_no_store_row_and_no_log(
     bridge: Bridge, raw_host: RawHost, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Codes, access and refresh tokens and client ids are nowhere in the database or logs."""
+    """Access and refresh tokens are nowhere in the database, the audit log or the logs."""
     caplog.set_level(logging.DEBUG)
     async with http_server(bridge.vault) as url:
         tokens = await raw_host.tokens()
         assert (await post_init(url, {"Authorization": f"Bearer {tokens['access_token']}"})
                 ).status_code == 200
-    secrets = [tokens["access_token"], tokens["refresh_token"], tokens["client_id"]]
+    secrets = [tokens["access_token"], tokens["refresh_token"]]
     database = bridge.vault.settings.resolved_database_url.removeprefix("sqlite:///")
     files = [Path(database), *Path(database).parent.glob(Path(database).name + "-*")]
     stored = b"".join(f.read_bytes() for f in files if f.is_file())
@@ -145,3 +146,25 @@ async def test_bridge_tokens_appear_in_no_store_row_and_no_log(
     for value in secrets:
         assert value.encode() not in stored
         assert value not in logged
+
+
+async def test_bridge_audits_registration_grants_refresh_and_refusal(
+    bridge: Bridge, raw_host: RawHost,
+) -> None:
+    """The audit log names the client, the user it got tokens for, and a reuse it was refused."""
+    async with http_server(bridge.vault):
+        tokens = await raw_host.tokens(login_hint="bob")
+        refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+                   "client_id": tokens["client_id"]}
+        assert (await raw_host.token(**refresh)).status_code == 200
+        await raw_host.token(**refresh)  # reused: refused
+    events = await bridge.vault.store.list_audit(AuditFilter(limit=100))
+    mine = [(e.action, e.outcome, e.principal, e.detail.get("grant_type"), e.error)
+            for e in events if e.detail.get("client_id") == tokens["client_id"]]
+    bob = UserPrincipal(issuer=bridge.upstream.issuer, subject="bob").key
+    assert mine[:3] == [
+        ("bridge.register", Outcome.ALLOWED, None, None, None),
+        ("bridge.token", Outcome.ALLOWED, bob, "authorization_code", None),
+        ("bridge.token", Outcome.ALLOWED, bob, "refresh_token", None)]
+    assert mine[3:] == [("bridge.token", Outcome.DENIED, None, "refresh_token", "invalid_grant")]
+    assert (await bridge.vault.verify_audit()).ok
