@@ -13,6 +13,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from alter_mcp.crypto import generate_key
 from alter_mcp.models import Outcome, UserPrincipal
 from alter_mcp.store import AuditFilter
 from alter_mcp.vault import AlterVault
@@ -168,3 +169,34 @@ async def test_bridge_audits_registration_grants_refresh_and_refusal(
         ("bridge.token", Outcome.ALLOWED, bob, "refresh_token", None)]
     assert mine[3:] == [("bridge.token", Outcome.DENIED, None, "refresh_token", "invalid_grant")]
     assert (await bridge.vault.verify_audit()).ok
+
+
+async def test_bridge_state_is_rewrapped_by_key_rotation_and_keeps_working(
+    make_bridge: BridgeFactory, browser_agent: BrowserlessAgent,
+) -> None:
+    """After keys rotate, no bridge row is under the old key and issued tokens still work."""
+    first = await make_bridge()
+    async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        host = RawHost(first.url, first.upstream.issuer, browser_agent, http)
+        async with http_server(first.vault):
+            tokens = await host.tokens()
+        old = first.vault.envelope.keyring
+        await first.vault.close()
+        rotated = AlterVault(first.vault.settings, keyring=old.with_new_active(generate_key()),
+                             caller="tests")
+        await rotated.open()
+        try:
+            report = await rotated.rotate_keys()
+            left = await rotated.store.blobs_not_under(rotated.envelope.keyring.active.id,
+                                                       limit=10)
+            async with http_server(rotated) as url:
+                status = (await post_init(url, {
+                    "Authorization": f"Bearer {tokens['access_token']}"})).status_code
+                renewed = await host.token(grant_type="refresh_token",
+                                           client_id=tokens["client_id"],
+                                           refresh_token=tokens["refresh_token"])
+        finally:
+            await rotated.close()
+    assert report.complete and report.rewrapped > 0
+    assert left == []
+    assert status == 200 and renewed.status_code == 200, renewed.text
