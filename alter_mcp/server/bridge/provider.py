@@ -24,11 +24,13 @@ import json
 import logging
 from typing import Any
 
+import httpx2
 from fastmcp.server.auth import AccessToken, TokenVerificationError
 from fastmcp.server.auth.redirect_validation import DEFAULT_LOCALHOST_PATTERNS
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend
 from mcp.server.auth.provider import AccessToken as UpstreamAccessToken
+from pydantic import ValidationError
 from starlette.authentication import AuthCredentials
 from starlette.authentication import AuthenticationError as StarletteAuthError
 from starlette.middleware import Middleware
@@ -38,7 +40,7 @@ from starlette.responses import Response
 
 from alter_mcp.apikeys import looks_like_key
 from alter_mcp.config import Settings
-from alter_mcp.errors import AlterError, ConfigurationError
+from alter_mcp.errors import AlterError, ConfigurationError, IdentityProviderUnavailableError
 from alter_mcp.models import Identity, UserPrincipal
 from alter_mcp.server.auth import RETRY_AFTER, UNAVAILABLE, AlterAccessToken
 from alter_mcp.server.bridge.audited import AuditedBridge
@@ -113,26 +115,35 @@ class BridgeAuth(AuditedBridge):
         settings = vault.settings
         public, issuer, client_id, secret = _required(settings)
         signing = settings.bridge_signing_key
-        super().__init__(
-            config_url=issuer.rstrip("/") + "/.well-known/openid-configuration",
-            client_id=client_id,
-            client_secret=secret,
-            # Upstream access tokens may be opaque (GitHub, oidc-provider); the ID token is
-            # always a JWT and names the user.
-            verify_id_token=True,
-            base_url=public,
-            redirect_path=CALLBACK_PATH,
-            allowed_client_redirect_uris=redirect_patterns(settings),
-            client_storage=SealedStateStore(store=vault.store, envelope=vault.envelope),
-            jwt_signing_key=signing.get_secret_value() if signing else None,
-            require_authorization_consent=True,
-            # The upstream token is for alter-mcp (its client), not for the MCP resource.
-            forward_resource=False,
-            extra_authorize_params={"scope": " ".join(settings.bridge_upstream_scopes)},
-            fastmcp_access_token_expiry_seconds=settings.bridge_access_token_ttl,
-            fallback_refresh_token_expiry_seconds=settings.bridge_refresh_token_ttl,
-            enable_cimd=True,
-        )
+        discovery = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        try:
+            super().__init__(
+                config_url=discovery,
+                client_id=client_id,
+                client_secret=secret,
+                # Upstream access tokens may be opaque (GitHub, oidc-provider); the ID token is
+                # always a JWT and names the user.
+                verify_id_token=True,
+                base_url=public,
+                redirect_path=CALLBACK_PATH,
+                allowed_client_redirect_uris=redirect_patterns(settings),
+                client_storage=SealedStateStore(store=vault.store, envelope=vault.envelope),
+                jwt_signing_key=signing.get_secret_value() if signing else None,
+                require_authorization_consent=True,
+                # The upstream token is for alter-mcp (its client), not for the MCP resource.
+                forward_resource=False,
+                extra_authorize_params={"scope": " ".join(settings.bridge_upstream_scopes)},
+                fastmcp_access_token_expiry_seconds=settings.bridge_access_token_ttl,
+                fallback_refresh_token_expiry_seconds=settings.bridge_refresh_token_ttl,
+                enable_cimd=True,
+            )
+        except (httpx2.HTTPError, ValidationError) as exc:
+            # fastmcp reads the discovery document while it is built, so this is at startup.
+            raise IdentityProviderUnavailableError(
+                f"The identity provider's discovery document {discovery} could not be read "
+                f"({type(exc).__name__}).", url=discovery,
+                hint="Check ALTER_MCP_BRIDGE_UPSTREAM_ISSUER and that the provider is "
+                     "reachable from this server.") from None
         self.vault = vault
         self.upstream_issuer = issuer
 

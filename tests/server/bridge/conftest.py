@@ -25,7 +25,10 @@ from tests.peers.fixtures import DEFAULT_TTL
 from tests.peers.httpbin import HttpbinPeer
 from tests.peers.oidc import BrowserlessAgent, OidcProviderPeer, callback_params, pkce_pair
 from tests.peers.process import free_port
-from tests.server.test_http_outages import cluster  # noqa: F401 - the outage tests' fixture
+from tests.server.test_http_outages import (  # noqa: F401 - the outage tests' fixtures
+    closed_port,
+    cluster,
+)
 
 BRIDGE_CLIENT = "alter-mcp-bridge"
 BRIDGE_SECRET = "bridge-upstream-secret-0123456789abcdef"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alter_mcp.config import load_settings
-from alter_mcp.errors import ConfigurationError
+from alter_mcp.errors import ConfigurationError, IdentityProviderUnavailableError
 from alter_mcp.server import build_server
 from alter_mcp.vault import AlterVault
 from tests.peers.oidc import pkce_pair
@@ -79,3 +79,23 @@ def test_bridge_redirect_hosts_must_be_plain_host_names(tmp_path: Path, host: st
         load_settings({"ALTER_MCP_DATA_DIR": str(tmp_path),
                        "ALTER_MCP_BRIDGE_REDIRECT_HOSTS": f"claude.ai,{host}"})
     assert caught.value.setting == "ALTER_MCP_BRIDGE_REDIRECT_HOSTS"
+
+
+async def test_bridge_with_its_identity_provider_unreachable_says_so_at_start(
+    tmp_path: Path, master_key: str, closed_port: int,
+) -> None:
+    """An upstream issuer that does not answer stops the start with a typed error naming it."""
+    issuer = f"http://127.0.0.1:{closed_port}"
+    settings = load_settings(
+        {"ALTER_MCP_DATA_DIR": str(tmp_path), "ALTER_MCP_MASTER_KEY": master_key},
+        public_url="http://127.0.0.1:9", auth_mode="bridge", bridge_upstream_issuer=issuer,
+        bridge_client_id="c", bridge_client_secret="s")
+    vault = AlterVault(settings, caller="tests")
+    await vault.open()
+    try:
+        with pytest.raises(IdentityProviderUnavailableError) as caught:
+            build_server(vault, http=True)
+    finally:
+        await vault.close()
+    assert caught.value.url == issuer + "/.well-known/openid-configuration"
+    assert "ALTER_MCP_BRIDGE_UPSTREAM_ISSUER" in (caught.value.hint or "")
