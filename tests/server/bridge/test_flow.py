@@ -4,7 +4,9 @@ at oidc-provider (which allows no registration), and then acts as that user."""
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,12 @@ from alter_mcp.crypto import generate_key
 from alter_mcp.models import Outcome, UserPrincipal
 from alter_mcp.store import AuditFilter
 from alter_mcp.vault import AlterVault
+from alter_mcp.vault.keys import bridge_state_binding
 from tests.peers.httpbin import HttpbinPeer
 from tests.peers.oidc import BrowserlessAgent
 from tests.server.bridge.conftest import (
     API_KEY,
+    BRIDGE_SECRET,
     HTTPBIN,
     Bridge,
     BridgeFactory,
@@ -133,20 +137,37 @@ async def test_bridge_state_survives_a_restart(
 async def test_bridge_tokens_appear_in_no_store_row_and_no_log(
     bridge: Bridge, raw_host: RawHost, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Access and refresh tokens are nowhere in the database, the audit log or the logs."""
+    """The host's tokens, the upstream's tokens and the client secret are in no plaintext row,
+    audit event or log line."""
     caplog.set_level(logging.DEBUG)
     async with http_server(bridge.vault) as url:
         tokens = await raw_host.tokens()
         assert (await post_init(url, {"Authorization": f"Bearer {tokens['access_token']}"})
                 ).status_code == 200
-    secrets = [tokens["access_token"], tokens["refresh_token"]]
-    database = bridge.vault.settings.resolved_database_url.removeprefix("sqlite:///")
-    files = [Path(database), *Path(database).parent.glob(Path(database).name + "-*")]
+    database = Path(bridge.vault.settings.resolved_database_url.removeprefix("sqlite:///"))
+    upstream = _upstream_tokens(bridge, database)
+    assert {"access_token", "refresh_token", "id_token"} <= set(upstream)
+    secrets = [tokens["access_token"], tokens["refresh_token"], BRIDGE_SECRET,
+               *upstream.values()]
+    files = [database, *database.parent.glob(database.name + "-*")]
     stored = b"".join(f.read_bytes() for f in files if f.is_file())
     logged = caplog.text + await audit_text(bridge.vault)
     for value in secrets:
         assert value.encode() not in stored
         assert value not in logged
+
+
+def _upstream_tokens(bridge: Bridge, database: Path) -> dict[str, str]:
+    """Open the sealed upstream token set the bridge stored (as only the vault can)."""
+    with sqlite3.connect(database) as conn:
+        rows = conn.execute("SELECT state_id, blob FROM bridge_state WHERE state_id LIKE "
+                            "'mcp-upstream-tokens:%'").fetchall()
+    assert len(rows) == 1
+    state_id, blob = rows[0]
+    value = json.loads(bridge.vault.envelope.open_text(blob, aad=bridge_state_binding(state_id)))
+    found = value["value"] if isinstance(value["value"], dict) else json.loads(value["value"])
+    raw = {**found.get("raw_token_data", {}), **found}
+    return {k: str(raw[k]) for k in ("access_token", "refresh_token", "id_token") if raw.get(k)}
 
 
 async def test_bridge_audits_registration_grants_refresh_and_refusal(
