@@ -159,3 +159,22 @@ async def test_bridge_token_is_refused_by_another_resource_server(
             tokens = await host.tokens()
             assert await _mcp_status(url_a, tokens["access_token"]) == 200
             assert await _mcp_status(url_b, tokens["access_token"]) == 401
+
+
+@pytest.mark.parametrize(("uri", "allowed"), [
+    ("https://claude.ai/api/mcp/auth_callback", True),
+    ("http://claude.ai/api/mcp/auth_callback", False),      # not https
+    ("https://claude.ai.evil.example/callback", False),     # a look-alike host
+    ("https://evil.example/claude.ai/callback", False),     # the name in the path
+    ("https://user@claude.ai/callback", False),             # userinfo tricks
+])
+async def test_bridge_accepts_https_redirects_only_on_listed_hosts(
+    make_bridge: BridgeFactory, browser_agent: BrowserlessAgent, uri: str, allowed: bool,
+) -> None:
+    """With claude.ai listed, only https redirect URIs on exactly that host may register."""
+    bridge = await make_bridge(bridge_redirect_hosts=["claude.ai"])
+    async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        host = RawHost(bridge.url, bridge.upstream.issuer, browser_agent, http)
+        async with http_server(bridge.vault):
+            response = await host.register([uri])
+    assert response.status_code == (201 if allowed else 400), response.text
