@@ -3,6 +3,8 @@ one client's consent or code used by another, and a bridge token shown to anothe
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
 import httpx2
 import pytest
 
@@ -178,3 +180,23 @@ async def test_bridge_accepts_https_redirects_only_on_listed_hosts(
         async with http_server(bridge.vault):
             response = await host.register([uri])
     assert response.status_code == (201 if allowed else 400), response.text
+
+
+@pytest.mark.parametrize("change", [{"code_challenge": None},
+                                    {"code_challenge_method": "plain"}])
+async def test_bridge_authorize_requires_an_s256_pkce_challenge(
+    bridge: Bridge, raw_host: RawHost, change: dict[str, str | None],
+) -> None:
+    """An authorization request without a PKCE challenge, or with plain, issues no code."""
+    async with http_server(bridge.vault):
+        client_id = await raw_host.client_id()
+        _, challenge = pkce_pair()
+        url = await raw_host.authorize_url(client_id, challenge)
+        parts = urlsplit(url)
+        query = {k: v for k, v in parse_qsl(parts.query) if change.get(k, "") is not None}
+        query.update({k: v for k, v in change.items() if v is not None})
+        response = await raw_host.http.get(parts._replace(query=urlencode(query)).geturl())
+    assert response.is_redirect
+    params = callback_params(response.headers["location"])
+    assert response.headers["location"].startswith(CLIENT_REDIRECT)
+    assert params["error"] == "invalid_request" and "code" not in params
