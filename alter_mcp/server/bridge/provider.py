@@ -169,7 +169,7 @@ class BridgeAuth(AuditedBridge):
             try:
                 identity = await self.vault.authenticate_api_key(token)
             except UNAVAILABLE as exc:
-                raise StateUnavailableError(str(exc)) from exc  # not checked is not invalid
+                raise StateUnavailableError(exc.message) from exc  # not checked is not invalid
             except AlterError:
                 return None
             principal = identity.principal.key

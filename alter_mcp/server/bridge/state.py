@@ -28,12 +28,12 @@ from alter_mcp.vault.keys import bridge_state_binding
 __all__ = ["SealedStateStore", "StateUnavailableError", "state_id"]
 
 
-class StateUnavailableError(TokenVerificationError):
+class StateUnavailableError(StoreError, TokenVerificationError):
     """The bridge's state could not be read or written: the database is unavailable.
 
-    A ``TokenVerificationError``, so fastmcp lets it through token checks (it swallows other
-    errors into "invalid token") and the bridge answers 503, never a 401 that makes a client
-    drop a good token.
+    A ``StoreError`` of our tree, and a fastmcp ``TokenVerificationError`` so fastmcp lets it
+    through token checks (it turns other errors into "invalid token") and the bridge answers
+    503, never a 401 that makes a client drop a good token.
     """
 
 
@@ -58,7 +58,7 @@ class SealedStateStore(BaseStore):
         try:
             blob = await self._store.get_bridge_state(row_id, datetime.now(UTC))
         except StoreError as exc:
-            raise StateUnavailableError(str(exc)) from exc
+            raise StateUnavailableError(exc.message) from exc
         if blob is None:
             return None
         text = self._envelope.open_text(blob, aad=bridge_state_binding(row_id))
@@ -74,11 +74,11 @@ class SealedStateStore(BaseStore):
             await self._store.put_bridge_state(row_id, blob, key_id_of(blob),
                                                managed_entry.expires_at)
         except StoreError as exc:
-            raise StateUnavailableError(str(exc)) from exc
+            raise StateUnavailableError(exc.message) from exc
 
     @override
     async def _delete_managed_entry(self, *, key: str, collection: str) -> bool:
         try:
             return await self._store.delete_bridge_state(state_id(collection, key))
         except StoreError as exc:
-            raise StateUnavailableError(str(exc)) from exc
+            raise StateUnavailableError(exc.message) from exc
