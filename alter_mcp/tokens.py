@@ -29,7 +29,8 @@ from alter_mcp.errors import (
 )
 from alter_mcp.models import CallerType, Identity, UserPrincipal
 
-__all__ = ["DEFAULT_ALGORITHMS", "JwtVerifier", "VerifiedToken", "token_fingerprint"]
+__all__ = ["DEFAULT_ALGORITHMS", "JwtVerifier", "VerifiedToken", "identity_from_claims",
+           "token_fingerprint"]
 
 DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                       "ES256", "ES384", "ES512", "EdDSA")
@@ -241,17 +242,22 @@ class JwtVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise _fail("The token's 'sub' claim is empty.", "missing_claim")
-        label = next((str(claims[c]) for c in ("email", "preferred_username", "name")
-                      if isinstance(claims.get(c), str) and claims[c]), None)
-        identity = Identity(
-            principal=UserPrincipal(issuer=self.issuer, subject=subject, label=label),
-            groups=frozenset(_groups(claims.get(self.groups_claim))),
-            caller_type=CallerType.MCP_CLIENT,
-        )
+        identity = identity_from_claims(self.issuer, subject, claims,
+                                        groups_claim=self.groups_claim)
         client_id = next((str(claims[c]) for c in ("azp", "client_id")
                           if isinstance(claims.get(c), str) and claims[c]), subject)
         return VerifiedToken(identity=identity, claims=claims, expires_at=int(claims["exp"]),
                              client_id=client_id, fingerprint=token_fingerprint(token))
+
+
+def identity_from_claims(issuer: str, subject: str, claims: Mapping[str, Any], *,
+                         groups_claim: str) -> Identity:
+    """Return the user a verified token names: issuer + subject, a label, and their groups."""
+    label = next((str(claims[c]) for c in ("email", "preferred_username", "name")
+                  if isinstance(claims.get(c), str) and claims[c]), None)
+    return Identity(principal=UserPrincipal(issuer=issuer, subject=subject, label=label),
+                    groups=frozenset(_groups(claims.get(groups_claim))),
+                    caller_type=CallerType.MCP_CLIENT)
 
 
 def _groups(value: Any) -> list[str]:

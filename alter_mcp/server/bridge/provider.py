@@ -41,11 +41,10 @@ from starlette.responses import Response
 from alter_mcp.apikeys import looks_like_key
 from alter_mcp.config import Settings
 from alter_mcp.errors import AlterError, ConfigurationError, IdentityProviderUnavailableError
-from alter_mcp.models import Identity, UserPrincipal
 from alter_mcp.server.auth import RETRY_AFTER, UNAVAILABLE, AlterAccessToken
 from alter_mcp.server.bridge.audited import AuditedBridge
 from alter_mcp.server.bridge.state import SealedStateStore, StateUnavailableError
-from alter_mcp.tokens import token_fingerprint
+from alter_mcp.tokens import identity_from_claims, token_fingerprint
 from alter_mcp.vault import AlterVault
 
 __all__ = ["CALLBACK_PATH", "BridgeAuth", "redirect_patterns"]
@@ -190,12 +189,8 @@ class BridgeAuth(AuditedBridge):
         if not isinstance(issuer, str) or not isinstance(subject, str) or not subject:
             log.warning("The upstream ID token names no issuer and subject; refused.")
             return None
-        groups = claims.get(self.vault.settings.idp_groups_claim)
-        identity = Identity(
-            principal=UserPrincipal(issuer=issuer, subject=subject,
-                                    label=_label(claims)),
-            groups=frozenset(str(g) for g in groups) if isinstance(groups, list) else frozenset(),
-        )
+        identity = identity_from_claims(issuer, subject, claims,
+                                        groups_claim=self.vault.settings.idp_groups_claim)
         # Only the fingerprint travels with the request: the bridge token and the upstream
         # tokens stay out of every tool, log and audit row.
         return AlterAccessToken(
@@ -204,10 +199,3 @@ class BridgeAuth(AuditedBridge):
             resource=str(self._get_resource_url(self._mcp_path)) if self._mcp_path else None,
             claims={"iss": issuer, "sub": subject}, identity=identity)
 
-
-def _label(claims: dict[str, Any]) -> str | None:
-    for name in ("email", "preferred_username", "name"):
-        value = claims.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
