@@ -10,6 +10,7 @@ one the bridge itself verifies from it, so the audit and later requests agree.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from fastmcp.server.auth.oidc_proxy import OIDCProxy
@@ -43,8 +44,7 @@ class AuditedBridge(OIDCProxy):
         """Look up a code; audit one that is unknown, used or another client's."""
         found = await super().load_authorization_code(client, authorization_code)
         if found is None:
-            await self._record("bridge.token", Outcome.DENIED, client.client_id,
-                               error="invalid_grant", detail={"grant_type": "authorization_code"})
+            await self._refused(client, "authorization_code", "invalid_grant")
         return found
 
     async def load_refresh_token(
@@ -53,40 +53,23 @@ class AuditedBridge(OIDCProxy):
         """Look up a refresh token; audit one that is unknown, reused or another client's."""
         found = await super().load_refresh_token(client, refresh_token)
         if found is None:
-            await self._record("bridge.token", Outcome.DENIED, client.client_id,
-                               error="invalid_grant", detail={"grant_type": "refresh_token"})
+            await self._refused(client, "refresh_token", "invalid_grant")
         return found
 
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode,
     ) -> OAuthToken:
         """Issue tokens for a code; audit the grant (and the refusal)."""
-        try:
-            token = await super().exchange_authorization_code(client, authorization_code)
-        except TokenError as exc:
-            await self._record("bridge.token", Outcome.DENIED, client.client_id,
-                               error=exc.error, detail={"grant_type": "authorization_code"})
-            raise
-        await self._record("bridge.token", Outcome.ALLOWED, client.client_id,
-                           identity=await self._identity_of(token),
-                           detail={"grant_type": "authorization_code"})
-        return token
+        return await self._granted(client, "authorization_code", super(
+            ).exchange_authorization_code(client, authorization_code))
 
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken,
         scopes: list[str],
     ) -> OAuthToken:
         """Refresh tokens; audit the renewal (and the refusal)."""
-        try:
-            token = await super().exchange_refresh_token(client, refresh_token, scopes)
-        except TokenError as exc:
-            await self._record("bridge.token", Outcome.DENIED, client.client_id,
-                               error=exc.error, detail={"grant_type": "refresh_token"})
-            raise
-        await self._record("bridge.token", Outcome.ALLOWED, client.client_id,
-                           identity=await self._identity_of(token),
-                           detail={"grant_type": "refresh_token"})
-        return token
+        return await self._granted(client, "refresh_token", super(
+            ).exchange_refresh_token(client, refresh_token, scopes))
 
     async def revoke_token(self, token: UpstreamAccessToken | RefreshToken) -> None:
         """Revoke a token here and upstream; audit it."""
@@ -95,9 +78,24 @@ class AuditedBridge(OIDCProxy):
         await self._record("bridge.revoke", Outcome.ALLOWED, token.client_id,
                            detail={"token_type": kind})
 
-    async def _identity_of(self, token: OAuthToken) -> Identity | None:
+    async def _granted(self, client: OAuthClientInformationFull, grant_type: str,
+                       issue: Awaitable[OAuthToken]) -> OAuthToken:
+        try:
+            token = await issue
+        except TokenError as exc:
+            await self._refused(client, grant_type, exc.error)
+            raise
         verified = await self.load_access_token(token.access_token)
-        return verified.identity if isinstance(verified, AlterAccessToken) else None
+        identity = verified.identity if isinstance(verified, AlterAccessToken) else None
+        # Written before the token is returned: no token leaves unaudited.
+        await self._record("bridge.token", Outcome.ALLOWED, client.client_id, identity=identity,
+                           detail={"grant_type": grant_type})
+        return token
+
+    async def _refused(self, client: OAuthClientInformationFull, grant_type: str,
+                       error: str) -> None:
+        await self._record("bridge.token", Outcome.DENIED, client.client_id, error=error,
+                           detail={"grant_type": grant_type})
 
     async def _record(self, action: str, outcome: Outcome, client_id: str | None, *,
                       identity: Identity | None = None, error: str | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alter_mcp.config import load_settings
-from alter_mcp.errors import ConfigurationError, IdentityProviderUnavailableError
+from alter_mcp.errors import AlterError, ConfigurationError, IdentityProviderUnavailableError
 from alter_mcp.server import build_server
 from alter_mcp.vault import AlterVault
 from tests.peers.oidc import pkce_pair
@@ -50,6 +50,21 @@ async def test_bridge_refuses_a_cimd_client_id_it_must_not_fetch(
     assert not response.headers.get("location", "").startswith(CLIENT_REDIRECT)
 
 
+async def _start_failure(tmp_path: Path, master_key: str, **values: str) -> AlterError:
+    """Build the HTTP server in bridge mode with ``values``; return the error it stops with."""
+    settings = load_settings(
+        {"ALTER_MCP_DATA_DIR": str(tmp_path), "ALTER_MCP_MASTER_KEY": master_key},
+        public_url="http://127.0.0.1:9", auth_mode="bridge", **values)
+    vault = AlterVault(settings, caller="tests")
+    await vault.open()
+    try:
+        with pytest.raises(AlterError) as caught:
+            build_server(vault, http=True)
+    finally:
+        await vault.close()
+    return caught.value
+
+
 @pytest.mark.parametrize("missing", ["bridge_upstream_issuer", "bridge_client_id",
                                      "bridge_client_secret"])
 async def test_bridge_without_its_upstream_settings_names_the_missing_one(
@@ -59,17 +74,9 @@ async def test_bridge_without_its_upstream_settings_names_the_missing_one(
     values = {"bridge_upstream_issuer": "http://127.0.0.1:9", "bridge_client_id": "c",
               "bridge_client_secret": "s"}
     del values[missing]
-    settings = load_settings(
-        {"ALTER_MCP_DATA_DIR": str(tmp_path), "ALTER_MCP_MASTER_KEY": master_key},
-        public_url="http://127.0.0.1:9", auth_mode="bridge", **values)
-    vault = AlterVault(settings, caller="tests")
-    await vault.open()
-    try:
-        with pytest.raises(ConfigurationError) as caught:
-            build_server(vault, http=True)
-    finally:
-        await vault.close()
-    assert caught.value.setting == "ALTER_MCP_" + missing.upper()
+    caught = await _start_failure(tmp_path, master_key, **values)
+    assert isinstance(caught, ConfigurationError)
+    assert caught.setting == "ALTER_MCP_" + missing.upper()
 
 
 @pytest.mark.parametrize("host", ["*.example.com", "https://claude.ai", "claude.ai/cb"])
@@ -86,16 +93,8 @@ async def test_bridge_with_its_identity_provider_unreachable_says_so_at_start(
 ) -> None:
     """An upstream issuer that does not answer stops the start with a typed error naming it."""
     issuer = f"http://127.0.0.1:{closed_port}"
-    settings = load_settings(
-        {"ALTER_MCP_DATA_DIR": str(tmp_path), "ALTER_MCP_MASTER_KEY": master_key},
-        public_url="http://127.0.0.1:9", auth_mode="bridge", bridge_upstream_issuer=issuer,
-        bridge_client_id="c", bridge_client_secret="s")
-    vault = AlterVault(settings, caller="tests")
-    await vault.open()
-    try:
-        with pytest.raises(IdentityProviderUnavailableError) as caught:
-            build_server(vault, http=True)
-    finally:
-        await vault.close()
-    assert caught.value.url == issuer + "/.well-known/openid-configuration"
-    assert "ALTER_MCP_BRIDGE_UPSTREAM_ISSUER" in (caught.value.hint or "")
+    caught = await _start_failure(tmp_path, master_key, bridge_upstream_issuer=issuer,
+                                  bridge_client_id="c", bridge_client_secret="s")
+    assert isinstance(caught, IdentityProviderUnavailableError)
+    assert caught.url == issuer + "/.well-known/openid-configuration"
+    assert "ALTER_MCP_BRIDGE_UPSTREAM_ISSUER" in (caught.hint or "")
