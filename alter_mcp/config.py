@@ -24,6 +24,7 @@ import os
 import sys
 import tomllib
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +45,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alter_mcp.errors import ConfigurationError
 
 __all__ = [
+    "AuthMode",
     "ProviderConfig",
     "Settings",
     "cleartext_allowed",
@@ -77,6 +79,15 @@ class ProviderConfig(BaseModel):
             return self.client_secret
         value = environ.get(self.client_secret_env)
         return SecretStr(value) if value else None
+
+
+class AuthMode(StrEnum):
+    """How HTTP callers are authenticated."""
+
+    #: Bearer JWTs from the identity provider, verified per request against its keys.
+    JWT = "jwt"
+    #: alter-mcp is the authorization server of its own ``/mcp``, delegating login upstream.
+    BRIDGE = "bridge"
 
 
 class Settings(BaseSettings):
@@ -118,6 +129,19 @@ class Settings(BaseSettings):
     resource_scopes: tuple[str, ...] = ()
     tool_scopes: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     mcp_path: str = "/mcp"
+    # The authorization bridge (issue 17): MCP hosts register with alter-mcp (DCR or CIMD) and
+    # log in at the upstream identity provider, where alter-mcp is one confidential client.
+    auth_mode: AuthMode = AuthMode.JWT
+    bridge_upstream_issuer: str | None = None
+    bridge_client_id: str | None = None
+    bridge_client_secret: SecretStr | None = None
+    bridge_upstream_scopes: tuple[str, ...] = ("openid", "email", "profile")
+    # Host names of hosted MCP clients whose https redirect URIs are accepted (loopback always).
+    bridge_redirect_hosts: tuple[str, ...] = ()
+    bridge_access_token_ttl: int = Field(default=900, ge=60, le=86400)
+    bridge_refresh_token_ttl: int = Field(default=30 * 86400, ge=300, le=365 * 86400)
+    # Signs the bridge's access tokens; every replica needs the same one.
+    bridge_signing_key: SecretStr | None = None
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     request_state_key: SecretStr | None = None
@@ -168,7 +192,8 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("public_url", "idp_issuer", "idp_jwks_uri", "idp_introspection_url")
+    @field_validator("public_url", "idp_issuer", "idp_jwks_uri", "idp_introspection_url",
+                     "bridge_upstream_issuer")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
@@ -182,7 +207,8 @@ class Settings(BaseSettings):
         return value.rstrip("/") if value else value
 
     @field_validator("idp_algorithms", "idp_scopes", "resource_scopes", "allowed_hosts",
-                     "allowed_origins", mode="before")
+                     "allowed_origins", "bridge_upstream_scopes", "bridge_redirect_hosts",
+                     mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         # Environment variables carry lists as "a,b,c".
@@ -211,6 +237,15 @@ class Settings(BaseSettings):
     @classmethod
     def _tool_scopes(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         return {tool: _scope_tokens(scopes) for tool, scopes in value.items()}
+
+    @field_validator("bridge_redirect_hosts")
+    @classmethod
+    def _redirect_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Host names only: a pattern with a wildcard or a path would widen what is accepted.
+        bad = [h for h in value if not h or any(c in h for c in "*/:?#@ ")]
+        if bad:
+            raise ValueError(f"must be host names such as claude.ai, not {bad}")
+        return tuple(h.lower() for h in value)
 
     @field_validator("idp_algorithms")
     @classmethod

@@ -41,6 +41,7 @@ __all__ = [
     "JwtVerifier",
     "TokenVerifier",
     "VerifiedToken",
+    "identity_from_claims",
     "token_fingerprint",
     "verifier_from_settings",
 ]
@@ -268,13 +269,7 @@ def verified_token(token: str, claims: Mapping[str, Any], *, issuer: str, groups
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise _fail("The token's 'sub' claim is missing or empty.", "missing_claim")
-    label = next((str(claims[c]) for c in ("email", "preferred_username", "name", "username")
-                  if isinstance(claims.get(c), str) and claims[c]), None)
-    identity = Identity(
-        principal=UserPrincipal(issuer=issuer, subject=subject, label=label),
-        groups=frozenset(_groups(claims.get(groups_claim))),
-        caller_type=CallerType.MCP_CLIENT,
-    )
+    identity = identity_from_claims(issuer, subject, claims, groups_claim=groups_claim)
     client_id = next((str(claims[c]) for c in ("azp", "client_id")
                       if isinstance(claims.get(c), str) and claims[c]), subject)
     return VerifiedToken(identity=identity, claims=dict(claims), expires_at=expires_at,
@@ -514,6 +509,16 @@ class IntrospectionVerifier:
         expires_at = int(exp) if exp is not None else int(now + self.cache_ttl)
         return verified_token(token, claims, issuer=self.issuer,
                               groups_claim=self.groups_claim, expires_at=expires_at)
+
+
+def identity_from_claims(issuer: str, subject: str, claims: Mapping[str, Any], *,
+                         groups_claim: str) -> Identity:
+    """Return the user a verified token names: issuer + subject, a label, and their groups."""
+    label = next((str(claims[c]) for c in ("email", "preferred_username", "name", "username")
+                  if isinstance(claims.get(c), str) and claims[c]), None)
+    return Identity(principal=UserPrincipal(issuer=issuer, subject=subject, label=label),
+                    groups=frozenset(_groups(claims.get(groups_claim))),
+                    caller_type=CallerType.MCP_CLIENT)
 
 
 def _groups(value: Any) -> list[str]:

@@ -367,6 +367,7 @@ async def test_verify_upgraded_chain_signed_by_first_append(
     # Back to schema v1: the migrations from 2 on (the head, the key checks) run again.
     await raw_sql("DROP TABLE audit_head")
     await raw_sql("DROP TABLE key_checks")
+    await raw_sql("DROP TABLE bridge_state")
     await raw_sql("ALTER TABLE grants DROP COLUMN connection")
     await raw_sql("ALTER TABLE managed_secrets DROP COLUMN connection")
     for index in ("audit_limit_grant", "audit_limit_caller", "audit_limit_principal"):

@@ -106,4 +106,4 @@ async def test_rotate_keys_is_for_operators_with_a_sane_batch(vault: AlterVault,
 def test_binding_of_names_every_encrypted_column() -> None:
     """Each sealed column has the binding its sealing code uses."""
     assert {binding_of(f, "r").table for f in EncryptedField} == {
-        "credentials", "managed_secrets", "connect_sessions", "provider_configs"}
+        "credentials", "managed_secrets", "connect_sessions", "provider_configs", "bridge_state"}

@@ -14,16 +14,18 @@ import fnmatch
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import metadata
-from typing import Any
+from typing import Any, assert_never
 from urllib.parse import urlsplit
 
 from fastmcp import FastMCP
+from fastmcp.server.auth import AuthProvider
 from fastmcp.server.http import HostOriginGuardMiddleware
 from mcp.server.request_state import RequestStateSecurity
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from alter_mcp.config import AuthMode
 from alter_mcp.identity import IdentitySource
 from alter_mcp.models import Identity
 from alter_mcp.server.auth import AgentKeyHeaderMiddleware, AlterAuth
@@ -70,6 +72,20 @@ def _user_token_source(vault: AlterVault) -> IdentitySource | None:
     return source
 
 
+def _auth(vault: AlterVault) -> AuthProvider:
+    """Return the HTTP front door the settings choose."""
+    mode = vault.settings.auth_mode
+    match mode:
+        case AuthMode.JWT:
+            return AlterAuth(vault)
+        case AuthMode.BRIDGE:
+            from alter_mcp.server.bridge import BridgeAuth  # fetches the IdP's discovery
+
+            return BridgeAuth(vault)
+        case _:
+            assert_never(mode)
+
+
 def build_server(
     vault: AlterVault,
     *,
@@ -93,7 +109,7 @@ def build_server(
         version=_version(),
         instructions=INSTRUCTIONS,
         mask_error_details=True,
-        auth=AlterAuth(vault) if http else None,
+        auth=_auth(vault) if http else None,
         request_state_security=security,
     )
     binder = CallerBinder(vault, identity if identity is not None else _user_token_source(vault))

@@ -89,6 +89,7 @@ class EncryptedField(StrEnum):
     MANAGED_SECRET = "managed_secrets.blob"
     SESSION_VERIFIER = "connect_sessions.verifier_blob"
     PROVIDER_SECRET = "provider_configs.secret_blob"
+    BRIDGE_STATE = "bridge_state.blob"
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +391,17 @@ class Store(Protocol):
 
     async def sealed_key_ids(self) -> set[str]:
         """Return the id of every key that wraps at least one stored blob."""
+
+    # -- authorization bridge state --------------------------------------------------------
+    async def get_bridge_state(self, state_id: str, now: datetime) -> bytes | None:
+        """Return the sealed bridge record ``state_id`` unless it is missing or expired."""
+
+    async def put_bridge_state(self, state_id: str, blob: bytes, key_id: str,
+                               expires_at: datetime | None) -> None:
+        """Insert or replace the sealed bridge record ``state_id``; drop expired records."""
+
+    async def delete_bridge_state(self, state_id: str) -> bool:
+        """Delete the bridge record ``state_id``; return whether it existed."""
 
     # -- key checks ------------------------------------------------------------------------
     async def key_checks(self) -> dict[str, str]:

@@ -147,4 +147,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX audit_limit_principal ON audit_events (action, outcome, principal, time)",
         ],
     ),
+    (
+        6,
+        [
+            # The authorization bridge's state (client registrations, consents, codes, upstream
+            # tokens): one sealed JSON document per (collection, key), so any replica serves
+            # any step of a login and a restart loses nothing.
+            """CREATE TABLE bridge_state (
+                state_id TEXT PRIMARY KEY,
+                blob BLOB NOT NULL,
+                key_id TEXT NOT NULL,
+                expires_at REAL)""",
+            "CREATE INDEX bridge_state_expiry ON bridge_state (expires_at)",
+        ],
+    ),
 ]

@@ -162,6 +162,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX audit_limit_principal ON audit_events (action, outcome, principal, time)",
         ],
     ),
+    (
+        6,
+        [
+            """CREATE TABLE bridge_state (
+                state_id TEXT COLLATE "C" PRIMARY KEY,
+                blob BYTEA NOT NULL,
+                key_id TEXT NOT NULL,
+                expires_at DOUBLE PRECISION)""",
+            "CREATE INDEX bridge_state_expiry ON bridge_state (expires_at)",
+        ],
+    ),
 ]
 
 

@@ -55,6 +55,7 @@ _BLOB_TABLES = {
     EncryptedField.MANAGED_SECRET: ("managed_secrets", "secret_id", "blob"),
     EncryptedField.SESSION_VERIFIER: ("connect_sessions", "session_id", "verifier_blob"),
     EncryptedField.PROVIDER_SECRET: ("provider_configs", "provider_id", "secret_blob"),
+    EncryptedField.BRIDGE_STATE: ("bridge_state", "state_id", "blob"),
 }
 _DB_NOW = "extract(epoch FROM clock_timestamp())"
 
@@ -478,6 +479,29 @@ class PostgresStore(PostgresSessions):
                 f"SELECT DISTINCT key_id FROM {table} WHERE {blob_col} IS NOT NULL")
             found.update(str(r["key_id"]) for r in rows)
         return found
+
+    # -- authorization bridge state ---------------------------------------------------------
+    async def get_bridge_state(self, state_id: str, now: datetime) -> bytes | None:
+        """Return the sealed bridge record ``state_id`` unless it is missing or expired."""
+        row = await self._one(
+            "SELECT blob FROM bridge_state WHERE state_id=$1 AND (expires_at IS NULL OR "
+            "expires_at > $2)", state_id, now.timestamp())
+        return bytes(row["blob"]) if row else None
+
+    async def put_bridge_state(self, state_id: str, blob: bytes, key_id: str,
+                               expires_at: datetime | None) -> None:
+        """Insert or replace the sealed bridge record ``state_id``; drop expired records."""
+        # Codes and pending logins expire within minutes; writes sweep them (see SQLite).
+        await self._exec(
+            f"WITH swept AS (DELETE FROM bridge_state WHERE expires_at <= {_DB_NOW} "
+            "AND state_id <> $1) "
+            "INSERT INTO bridge_state VALUES ($1, $2, $3, $4) ON CONFLICT (state_id) DO UPDATE "
+            "SET blob=EXCLUDED.blob, key_id=EXCLUDED.key_id, expires_at=EXCLUDED.expires_at",
+            state_id, blob, key_id, _ts(expires_at))
+
+    async def delete_bridge_state(self, state_id: str) -> bool:
+        """Delete the bridge record ``state_id``; return whether it existed."""
+        return await self._exec("DELETE FROM bridge_state WHERE state_id=$1", state_id) == 1
 
     # -- key checks -----------------------------------------------------------------------
     async def key_checks(self) -> dict[str, str]:

@@ -49,6 +49,7 @@ _BLOB_TABLES = {
     EncryptedField.MANAGED_SECRET: ("managed_secrets", "secret_id", "blob"),
     EncryptedField.SESSION_VERIFIER: ("connect_sessions", "session_id", "verifier_blob"),
     EncryptedField.PROVIDER_SECRET: ("provider_configs", "provider_id", "secret_blob"),
+    EncryptedField.BRIDGE_STATE: ("bridge_state", "state_id", "blob"),
 }
 
 
@@ -432,6 +433,34 @@ class SQLiteStore(SQLiteSessions):
                 f"SELECT DISTINCT key_id FROM {table} WHERE {blob_col} IS NOT NULL", ())
             found.update(str(r["key_id"]) for r in rows)
         return found
+
+    # -- authorization bridge state ---------------------------------------------------------------
+    async def get_bridge_state(self, state_id: str, now: datetime) -> bytes | None:
+        """Return the sealed bridge record ``state_id`` unless it is missing or expired."""
+        row = await self._one(
+            "SELECT blob FROM bridge_state WHERE state_id=? AND (expires_at IS NULL OR "
+            "expires_at > ?)", (state_id, now.timestamp()))
+        return bytes(row["blob"]) if row else None
+
+    async def put_bridge_state(self, state_id: str, blob: bytes, key_id: str,
+                               expires_at: datetime | None) -> None:
+        """Insert or replace the sealed bridge record ``state_id``; drop expired records."""
+        def run(c: Conn) -> None:
+            # Codes and pending logins expire within minutes; writes sweep them, so the table
+            # holds live state only (the expiry index keeps this cheap).
+            c.execute("DELETE FROM bridge_state WHERE expires_at <= ?", (now_epoch(),))
+            c.execute("INSERT OR REPLACE INTO bridge_state VALUES (?, ?, ?, ?)",
+                      (state_id, blob, key_id, _ts(expires_at)))
+
+        await self._write(run)
+
+    async def delete_bridge_state(self, state_id: str) -> bool:
+        """Delete the bridge record ``state_id``; return whether it existed."""
+        def run(c: Conn) -> bool:
+            return c.execute("DELETE FROM bridge_state WHERE state_id=?", (state_id,)
+                             ).rowcount == 1
+
+        return await self._write(run)
 
     # -- key checks -----------------------------------------------------------------------------
     async def key_checks(self) -> dict[str, str]:

@@ -26,7 +26,7 @@ from alter_mcp.vault._action import Action
 from alter_mcp.vault._base import VaultBase, secret_binding
 
 __all__ = ["KeyActions", "RotationFailure", "RotationProgress", "RotationReport",
-           "binding_of"]
+           "binding_of", "bridge_state_binding"]
 
 #: Called after every batch with (blobs re-wrapped so far, blobs to do when the run began).
 RotationProgress = Callable[[int, int | None], None]
@@ -39,6 +39,11 @@ _STALLS = 3
 _MAX_FAILURES = 1000
 
 
+def bridge_state_binding(state_id: str) -> RecordBinding:
+    """Return the encryption binding of one authorization-bridge record."""
+    return RecordBinding("bridge_state", state_id, "value")
+
+
 def binding_of(location: EncryptedField, record_id: str) -> RecordBinding:
     """Return the binding a blob in ``location`` was sealed under (as the sealing code uses)."""
     if location is EncryptedField.CREDENTIAL:
@@ -49,6 +54,8 @@ def binding_of(location: EncryptedField, record_id: str) -> RecordBinding:
         return verifier_binding(record_id)
     if location is EncryptedField.PROVIDER_SECRET:
         return provider_secret_binding(record_id)
+    if location is EncryptedField.BRIDGE_STATE:
+        return bridge_state_binding(record_id)
     raise ValueError(f"no binding is known for {location!r}")  # a new column needs one here
 
 

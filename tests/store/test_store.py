@@ -493,3 +493,20 @@ async def test_store_count_audit_counts_by_column_up_to_its_limit(store: Store) 
     assert await store.count_audit(AuditFilter(action="request.reserve", caller="nobody")) == 0
     later = datetime.now(UTC) + timedelta(hours=1)
     assert await store.count_audit(AuditFilter(action="request.reserve", since=later)) == 0
+
+
+async def test_store_bridge_state_round_trips_and_expired_rows_are_swept(store: Store) -> None:
+    """A bridge record reads back until it expires; an expired one is gone after any write."""
+    now = datetime.now(UTC)
+    await store.put_bridge_state("c:live", b"live-blob", "k1", now + timedelta(minutes=5))
+    await store.put_bridge_state("c:forever", b"forever-blob", "k1", None)
+    await store.put_bridge_state("c:old", b"old-blob", "k1", now - timedelta(seconds=1))
+    assert await store.get_bridge_state("c:live", now) == b"live-blob"
+    assert await store.get_bridge_state("c:forever", now) == b"forever-blob"
+    assert await store.get_bridge_state("c:live", now + timedelta(minutes=6)) is None
+    await store.put_bridge_state("c:live", b"replaced", "k2", None)
+    assert await store.get_bridge_state("c:live", now) == b"replaced"
+    assert "c:old" not in {ref.record_id for ref in await store.blobs_not_under("kx", limit=10)}
+    assert await store.sealed_key_ids() == {"k1", "k2"}
+    assert await store.delete_bridge_state("c:live") is True
+    assert await store.delete_bridge_state("c:live") is False
