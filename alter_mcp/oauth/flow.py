@@ -30,9 +30,9 @@ from alter_mcp.oauth.sessions import (
     hash_handle,
     new_pkce,
     new_state,
+    open_link,
     refuse,
     session_id_of_state,
-    session_status,
     verifier_binding,
 )
 from alter_mcp.oauth.tokens import seal_credential
@@ -106,11 +106,7 @@ class ConnectFlow:
         now = ctx.clock()
         record = await ctx.store.get_session_by_token(hash_handle(token)) if token else None
         try:
-            if record is None:
-                raise refuse("unknown_link")
-            status = session_status(record.session, now)
-            if status is not ConnectSessionStatus.PENDING:
-                raise refuse("expired" if status is ConnectSessionStatus.EXPIRED else "used")
+            record = open_link(record, now)
             allowed = record.session.allowed_providers
             if provider_id is None and len(allowed) > 1:
                 return ConnectStart(record.session.session_id, choices=tuple(

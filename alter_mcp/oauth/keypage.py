@@ -29,7 +29,7 @@ from alter_mcp.models import (
     Outcome,
 )
 from alter_mcp.oauth.context import OAuthContext, owner_identity
-from alter_mcp.oauth.sessions import hash_handle, refuse, session_status, verifier_binding
+from alter_mcp.oauth.sessions import hash_handle, open_link, refuse, verifier_binding
 from alter_mcp.providers.schema import Provider, SecretField
 from alter_mcp.providers.tenancy import ConnectionValue
 from alter_mcp.store import SessionRecord
@@ -109,12 +109,7 @@ class KeyIntake:
 
     def _usable(self, record: SessionRecord | None, provider_id: str | None,
                 now: datetime) -> Provider:
-        if record is None:
-            raise refuse("unknown_link")
-        status = session_status(record.session, now)
-        if status is not ConnectSessionStatus.PENDING:
-            raise refuse("expired" if status is ConnectSessionStatus.EXPIRED else "used")
-        allowed = record.session.allowed_providers
+        allowed = open_link(record, now).session.allowed_providers
         chosen = provider_id or (allowed[0] if len(allowed) == 1 else "")
         if chosen not in allowed:
             raise refuse("provider_not_allowed")

@@ -42,6 +42,7 @@ __all__ = [
     "new_pkce",
     "new_session",
     "new_state",
+    "open_link",
     "refuse",
     "session_id_of_state",
     "session_status",
@@ -150,6 +151,16 @@ def session_status(session: ConnectSession, now: datetime) -> ConnectSessionStat
     if session.status is ConnectSessionStatus.PENDING and now >= session.expires_at:
         return ConnectSessionStatus.EXPIRED
     return session.status
+
+
+def open_link(record: SessionRecord | None, now: datetime) -> SessionRecord:
+    """Return the record of a link that can still be used, or raise why it cannot."""
+    if record is None:
+        raise refuse("unknown_link")
+    status = session_status(record.session, now)
+    if status is not ConnectSessionStatus.PENDING:
+        raise refuse("expired" if status is ConnectSessionStatus.EXPIRED else "used")
+    return record
 
 
 def refuse(reason: str) -> ConnectFlowError:
