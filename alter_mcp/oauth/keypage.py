@@ -10,7 +10,6 @@ every step audited, and the values redacted from every event.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from alter_mcp.models import (
     Outcome,
 )
 from alter_mcp.oauth.context import OAuthContext, owner_identity
-from alter_mcp.oauth.sessions import hash_handle, open_link, refuse, verifier_binding
+from alter_mcp.oauth.sessions import hash_handle, open_link, refuse
 from alter_mcp.providers.schema import Provider, SecretField
 from alter_mcp.providers.tenancy import ConnectionValue
 from alter_mcp.store import SessionRecord
@@ -119,15 +118,9 @@ class KeyIntake:
         return provider
 
     async def _claim(self, record: SessionRecord, provider: Provider) -> bool:
-        """Consume the session exactly once (the OAuth state claim, with a state of our own)."""
-        ctx, session_id = self._ctx, record.session.session_id
-        state = secrets.token_urlsafe(32)
-        # The "verifier" seals nothing secret; it only satisfies the claim's bookkeeping.
-        blob = ctx.envelope.seal_text("key-page", aad=verifier_binding(session_id))
-        begun = await ctx.store.begin_authorization(
-            session_id, provider_id=provider.id, state_hash=hash_handle(state),
-            verifier_blob=blob, key_id=key_id_of(blob))
-        return begun and await ctx.store.claim_state(hash_handle(state), ctx.clock()) is not None
+        """Consume the session exactly once: a second post of the link finds it used."""
+        return await self._ctx.store.claim_session(
+            record.session.session_id, provider_id=provider.id, now=self._ctx.clock())
 
     async def _save(self, record: SessionRecord, provider: Provider, values: dict[str, str],
                     connection: dict[str, str], label: str, known: list[str], now: datetime

@@ -309,6 +309,12 @@ class Store(Protocol):
     async def claim_state(self, state_hash: str, now: datetime) -> SessionRecord | None:
         """Consume a pending, unexpired session's state exactly once; None if not claimable."""
 
+    async def claim_session(self, session_id: str, *, provider_id: str, now: datetime) -> bool:
+        """Consume a pending, unexpired session with no authorization under way, exactly once.
+
+        For a session finished in one step (a pasted key) rather than by an OAuth callback.
+        """
+
     async def finish_session(
         self,
         session_id: str,

@@ -72,6 +72,15 @@ class PostgresSessions(PostgresBase):
             )
         return _rows.session(row) if row else None
 
+    async def claim_session(self, session_id: str, *, provider_id: str, now: datetime) -> bool:
+        """Consume a pending, unexpired session with no authorization under way, exactly once."""
+        # One statement: of two replicas racing, the second re-checks state_used and loses.
+        return await self._exec(
+            "UPDATE connect_sessions SET state_used=true, provider_id=$1 WHERE session_id=$2 "
+            "AND status='pending' AND NOT state_used AND expires_at > $3",
+            provider_id, session_id, _ts(now),
+        ) == 1
+
     async def finish_session(
         self,
         session_id: str,

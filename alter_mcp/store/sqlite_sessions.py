@@ -63,6 +63,17 @@ class SQLiteSessions(SQLiteBase):
 
         return await self._write(run)
 
+    async def claim_session(self, session_id: str, *, provider_id: str, now: datetime) -> bool:
+        """Consume a pending, unexpired session with no authorization under way, exactly once."""
+        def run(c: Conn) -> bool:
+            cur = c.execute(
+                "UPDATE connect_sessions SET state_used=1, provider_id=? WHERE session_id=? "
+                "AND status='pending' AND state_used=0 AND expires_at > ?",
+                (provider_id, session_id, now.timestamp()))
+            return cur.rowcount == 1
+
+        return await self._write(run)
+
     async def finish_session(
         self,
         session_id: str,

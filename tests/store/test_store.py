@@ -183,6 +183,24 @@ async def test_store_session_expired_state_not_claimable(store: Store) -> None:
     assert await store.claim_state("st2", datetime.now(UTC) + timedelta(seconds=5)) is None
 
 
+async def test_store_session_claimed_once_without_oauth_state(store: Store) -> None:
+    """A one-step session (a pasted key) is claimed once, while live; then its OAuth state
+    can no longer be claimed either."""
+    now = datetime.now(UTC)
+    await store.insert_session(make_session(3))
+    assert await store.begin_authorization("s3", provider_id="github", state_hash="st3",
+                                           verifier_blob=b"v", key_id="kek_a")
+    assert await store.claim_session("s3", provider_id="openai", now=now)
+    assert not await store.claim_session("s3", provider_id="openai", now=now)
+    assert await store.claim_state("st3", now) is None
+    record = await store.get_session("s3")
+    assert record is not None and record.provider_id == "openai"
+    await store.insert_session(make_session(4, expires_in=1))
+    assert not await store.claim_session("s4", provider_id="openai",
+                                         now=now + timedelta(seconds=5))
+    assert not await store.claim_session("nope", provider_id="openai", now=now)
+
+
 async def test_store_session_finish_records_outcome(store: Store) -> None:
     """Finishing a session records its status and grants."""
     await store.insert_session(make_session(3))
