@@ -90,7 +90,8 @@ def test_vault_every_public_action_opens_the_vault_first() -> None:
             continue
         source = inspect.getsource(member)
         if not any(m in source for m in ("self.current_identity()", "self._ensure_open()",
-                                         "self._agent_identity(", "self._action(")):
+                                         "self._agent_identity(", "self._action(",
+                                         "self._identify(")):
             missing.append(name)
     assert missing == []
 

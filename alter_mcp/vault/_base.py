@@ -380,14 +380,7 @@ class VaultBase:
     async def _action(self, name: str, body: Callable[[Action], Awaitable[T]],
                       **facts: Any) -> T:
         """Identify the caller, run ``body``, and audit the outcome, allowed or denied."""
-        try:
-            ident = await self.current_identity()
-        except Exception as exc:
-            # A vault that is closed, or could not open (a wrong key, no database), has no
-            # log to write to: its own error says what to fix.
-            if self._core.opened:
-                await self._fail(name, exc, None, **facts)
-            raise
+        ident = await self._identify(name, **facts)
         act = Action(self._core.audit, name, ident, facts)
         try:
             result = await body(act)
@@ -397,6 +390,17 @@ class VaultBase:
         if not act.audited:
             await self._core.audit.record(act.entry(), act.secrets)
         return result
+
+    async def _identify(self, name: str, **facts: Any) -> Identity:
+        """Return who calls action ``name``; a caller that cannot be identified is audited."""
+        try:
+            return await self.current_identity()
+        except Exception as exc:
+            # A vault that is closed, or could not open (a wrong key, no database), has no
+            # log to write to: its own error says what to fix.
+            if self._core.opened:
+                await self._fail(name, exc, None, **facts)
+            raise
 
     async def _fail(self, action: str, exc: BaseException, ident: Identity | None, *,
                     secrets: Iterable[str | Secret] = (), **facts: Any) -> None:

@@ -151,13 +151,7 @@ class ConnectActions(VaultBase):
         """
         # The identity is resolved once per request (opening the vault on its first action);
         # a token-based source verifies a JWT.
-        try:
-            ident = await self.current_identity()
-        except Exception as exc:
-            # A closed vault, or one that could not open, has no log to write to.
-            if self._core.opened:
-                await self._fail("request", exc, None)
-            raise
+        ident = await self._identify("request")
         assert self._core.outbound is not None
         # Outbound.request is this action's audited path: one denied event when refused
         # before sending, else an intent committed before the credential is read, then the
